@@ -1,0 +1,1 @@
+"""rankcore: personalized ranking (package under construction)."""
