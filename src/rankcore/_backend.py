@@ -1,0 +1,72 @@
+"""Backend selection: ``backend=`` argument, else ``RANKCORE_BACKEND``, else the best available.
+
+Backends, best first: ``"cpp"`` (``rankcore._core``, the pybind11 extension), ``"numba"``
+(``rankcore._numba``, imported lazily on first use), ``"numpy"`` (``rankcore._reference``).
+Each exposes ``score(...)`` and ``rank(...)`` with the same arguments (see ``_reference``).
+Availability is probed once at import (``HAS_CPP``, ``HAS_NUMBA``); the choice is made per call, so
+tests and users can switch backends inside one process. Asking for a backend that is not available
+raises ``ImportError``; an unknown name raises ``ValueError``.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+
+__all__ = ["BACKENDS", "HAS_CPP", "HAS_NUMBA", "available_backends", "get_backend", "resolve_name"]
+
+BACKENDS = ("cpp", "numba", "numpy")
+
+try:  # the compiled extension is optional: pip install succeeds without a compiler
+    _core = importlib.import_module("rankcore._core")
+
+    HAS_CPP = hasattr(_core, "rank") and hasattr(_core, "score")
+    CORE_IMPORT_ERROR = None if HAS_CPP else "rankcore._core lacks rank/score"
+except ImportError as exc:  # pragma: no cover - depends on the build
+    _core = None
+    HAS_CPP = False
+    CORE_IMPORT_ERROR = str(exc)
+
+HAS_NUMBA = importlib.util.find_spec("numba") is not None
+
+_loaded: dict = {}
+
+
+def available_backends() -> list:
+    """Names of the backends usable in this process, best first."""
+    out = []
+    if HAS_CPP:
+        out.append("cpp")
+    if HAS_NUMBA:
+        out.append("numba")
+    out.append("numpy")
+    return out
+
+
+def resolve_name(backend: str | None = None) -> str:
+    """The backend a call with ``backend=`` would use."""
+    name = backend if backend is not None else os.environ.get("RANKCORE_BACKEND") or None
+    if name is None:
+        return "cpp" if HAS_CPP else ("numba" if HAS_NUMBA else "numpy")
+    if not isinstance(name, str) or name not in BACKENDS:
+        raise ValueError(f"unknown backend {name!r}; expected one of {', '.join(BACKENDS)}")
+    if name == "cpp" and not HAS_CPP:
+        raise ImportError(f"backend 'cpp' is not available: the C++ extension is not built ({CORE_IMPORT_ERROR})")
+    if name == "numba" and not HAS_NUMBA:
+        raise ImportError("backend 'numba' is not available: numba is not installed")
+    return name
+
+
+def get_backend(backend: str | None = None):
+    """The module implementing ``score``/``rank`` for the resolved backend."""
+    name = resolve_name(backend)
+    mod = _loaded.get(name)
+    if mod is None:
+        if name == "cpp":
+            mod = _core
+        elif name == "numba":
+            mod = importlib.import_module("rankcore._numba")
+        else:
+            mod = importlib.import_module("rankcore._reference")
+        _loaded[name] = mod
+    return mod

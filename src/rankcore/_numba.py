@@ -1,0 +1,271 @@
+"""numba backend: the fallback when the C++ extension is not built.
+
+Same entry points, validation and numerical policy as ``rankcore._reference`` (read its
+docstring): float32 dot products, float32 ``exp`` of max-subtracted logits, float64 sum, float64
+recompute of a request whose float32 logits overflowed, stable descending sort.
+
+numba is imported by this module only; ``rankcore`` imports this module lazily, on first use.
+Kernels compile lazily (cached on disk) so read-only and writable arrays
+both dispatch without copies. No ``fastmath``: the softmax must respect ``inf`` and ``NaN``. ``prange`` runs over requests only,
+and the thread count is changed only inside ``try/finally``.
+"""
+from __future__ import annotations
+
+import math
+
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+from ._reference import check_candidates, check_offsets, valid_counts
+
+__all__ = ["score", "rank", "naive_loop"]
+
+_F32 = np.float32
+
+
+@njit(cache=True, nogil=True, fastmath={"reassoc", "contract"}, locals={"acc": numba.float32})
+def _dot_f32(table, row, users, b, dim):
+    """float32 dot product of ``table[row, :dim]`` and ``users[b]``.
+
+    The only function compiled with fast-math flags, and only ``reassoc``/``contract``: they let
+    LLVM split the sum into SIMD lanes and use FMA, while ``inf``/``NaN`` (float32 overflow) keep
+    their meaning, so the caller's float64 recompute still sees them.
+    """
+    acc = 0.0
+    for t in range(dim):
+        acc += table[row, t] * users[b, t]
+    return acc
+
+
+@njit(cache=True, nogil=True, locals={"acc": numba.float32, "m": numba.float32, "e": numba.float32})
+def _softmax_request(users, b, table, bias, has_bias, dim, cands, start, end, scores, logits):
+    """Scores and logits of request ``b`` into ``scores/logits[start:end]``; returns -1 or a bad row."""
+    m = -np.inf
+    finite = True
+    for j in range(start, end):
+        c = cands[j]
+        if c < 0:
+            logits[j] = -np.inf
+            scores[j] = 0.0
+            continue
+        acc = _dot_f32(table, c, users, b, dim)
+        if has_bias:
+            acc += bias[c]
+        logits[j] = acc
+        if not math.isfinite(acc):
+            finite = False
+        elif acc > m:
+            m = acc
+    if finite:
+        s = 0.0
+        for j in range(start, end):
+            if cands[j] < 0:
+                continue
+            e = np.exp(logits[j] - m)
+            scores[j] = e
+            s += e
+        for j in range(start, end):
+            if cands[j] >= 0:
+                scores[j] = scores[j] / s
+        return -1
+    # float32 overflow: recompute the request in float64
+    l64 = np.empty(end - start, dtype=np.float64)
+    m64 = -np.inf
+    for j in range(start, end):
+        c = cands[j]
+        if c < 0:
+            continue
+        acc64 = 0.0
+        for t in range(dim):
+            acc64 += np.float64(table[c, t]) * np.float64(users[b, t])
+        if has_bias:
+            acc64 += np.float64(bias[c])
+        if not math.isfinite(acc64):
+            return c
+        l64[j - start] = acc64
+        if acc64 > m64:
+            m64 = acc64
+    s64 = 0.0
+    for j in range(start, end):
+        if cands[j] >= 0:
+            s64 += math.exp(l64[j - start] - m64)
+    for j in range(start, end):
+        if cands[j] >= 0:
+            scores[j] = math.exp(l64[j - start] - m64) / s64
+            logits[j] = l64[j - start]
+    return -1
+
+
+@njit(cache=True, nogil=True)
+def _radix_argsort_u32(keys):
+    """Stable argsort of uint32 keys: LSD radix, 4 passes of 8 bits (ties keep input order)."""
+    n = keys.shape[0]
+    order = np.arange(n)
+    tmp = np.empty(n, dtype=np.int64)
+    counts = np.empty(257, dtype=np.int64)
+    for shift in range(0, 32, 8):
+        counts[:] = 0
+        for i in range(n):
+            counts[((keys[order[i]] >> shift) & 0xFF) + 1] += 1
+        if counts[1:].max() == n:  # every key has the same digit: the pass would not move anything
+            continue
+        for d in range(256):
+            counts[d + 1] += counts[d]
+        for i in range(n):
+            o = order[i]
+            d = (keys[o] >> shift) & 0xFF
+            tmp[counts[d]] = o
+            counts[d] += 1
+        order, tmp = tmp, order
+    return order
+
+
+@njit(cache=True, nogil=True)
+def _rank_request(b, users, table, bias, has_bias, dim, cands, offsets, out_offsets, tmp_scores,
+                  tmp_logits, positions, items, scores, logits):
+    start = offsets[b]
+    end = offsets[b + 1]
+    err = _softmax_request(users, b, table, bias, has_bias, dim, cands, start, end,
+                           tmp_scores, tmp_logits)
+    if err >= 0:
+        return err
+    n_valid = 0
+    for j in range(start, end):
+        if cands[j] >= 0:
+            n_valid += 1
+    cols = np.empty(n_valid, dtype=np.int64)
+    keys = np.empty(n_valid, dtype=np.uint32)
+    # scores are >= 0, so their bit patterns order like the values; invert for descending
+    bits = tmp_scores[start:end].view(np.uint32)
+    n = 0
+    for j in range(start, end):
+        if cands[j] >= 0:
+            cols[n] = j - start
+            keys[n] = np.uint32(0xFFFFFFFF) - bits[j - start]
+            n += 1
+    order = _radix_argsort_u32(keys)
+    lo = out_offsets[b]
+    for r in range(out_offsets[b + 1] - lo):
+        col = cols[order[r]]
+        positions[lo + r] = col
+        items[lo + r] = cands[start + col]
+        scores[lo + r] = tmp_scores[start + col]
+        logits[lo + r] = tmp_logits[start + col]
+    return -1
+
+
+@njit(cache=True, parallel=True, nogil=True)
+def _score_parallel(users, table, bias, has_bias, dim, cands, offsets, scores, logits, errors):
+    for b in prange(offsets.shape[0] - 1):
+        errors[b] = _softmax_request(users, b, table, bias, has_bias, dim, cands,
+                                     offsets[b], offsets[b + 1], scores, logits)
+
+
+@njit(cache=True, nogil=True)
+def _score_serial(users, table, bias, has_bias, dim, cands, offsets, scores, logits, errors):
+    for b in range(offsets.shape[0] - 1):
+        errors[b] = _softmax_request(users, b, table, bias, has_bias, dim, cands,
+                                     offsets[b], offsets[b + 1], scores, logits)
+
+
+@njit(cache=True, parallel=True, nogil=True)
+def _rank_parallel(users, table, bias, has_bias, dim, cands, offsets, out_offsets, tmp_scores,
+                   tmp_logits, positions, items, scores, logits, errors):
+    for b in prange(offsets.shape[0] - 1):
+        errors[b] = _rank_request(b, users, table, bias, has_bias, dim, cands, offsets, out_offsets,
+                                  tmp_scores, tmp_logits, positions, items, scores, logits)
+
+
+@njit(cache=True, nogil=True)
+def _rank_serial(users, table, bias, has_bias, dim, cands, offsets, out_offsets, tmp_scores,
+                 tmp_logits, positions, items, scores, logits, errors):
+    for b in range(offsets.shape[0] - 1):
+        errors[b] = _rank_request(b, users, table, bias, has_bias, dim, cands, offsets, out_offsets,
+                                  tmp_scores, tmp_logits, positions, items, scores, logits)
+
+
+@njit(cache=True)
+def _naive_loop_one(user, table, dim, cands, out):
+    for j in range(cands.shape[0]):
+        acc = np.float32(0.0)
+        for t in range(dim):
+            acc += table[cands[j], t] * user[t]
+        out[j] = acc
+
+
+def naive_loop(user, table, dim, cands):
+    """A plain ``@njit`` loop (logits only): the baseline a numba user would write."""
+    out = np.empty(cands.shape[0], dtype=np.float32)
+    _naive_loop_one(user, table, dim, cands, out)
+    return out
+
+
+_EMPTY_BIAS = np.zeros(0, dtype=np.float32)
+
+
+def _run(parallel, serial, threads, *args):
+    n_requests = args[6].shape[0] - 1
+    if threads == 1 or n_requests <= 1:
+        serial(*args)
+    elif threads and threads > 0:
+        previous = numba.get_num_threads()
+        try:
+            numba.set_num_threads(min(int(threads), numba.config.NUMBA_NUM_THREADS))
+            parallel(*args)
+        finally:
+            numba.set_num_threads(previous)
+    else:
+        parallel(*args)
+
+
+def _raise_errors(errors):
+    bad = np.flatnonzero(errors >= 0)
+    if bad.size:
+        b = int(bad[0])
+        raise ValueError(
+            f"non-finite logit for item row {int(errors[b])} (request {b}): "
+            "the item table, bias or user vector contains NaN or inf"
+        )
+
+
+def score(users, table, bias, dim, candidates, offsets, padded, threads=0):
+    offsets = check_offsets(offsets, candidates.shape[0], users.shape[0])
+    check_candidates(candidates, offsets, table.shape[0], padded)
+    n = candidates.shape[0]
+    scores = np.empty(n, dtype=_F32)
+    logits = np.empty(n, dtype=_F32)
+    errors = np.empty(offsets.shape[0] - 1, dtype=np.int64)
+    has_bias = bias is not None
+    _run(_score_parallel, _score_serial, threads, users, table, bias if has_bias else _EMPTY_BIAS, has_bias,
+         int(dim), candidates, offsets, scores, logits, errors)
+    _raise_errors(errors)
+    return scores, logits
+
+
+def rank(users, table, bias, dim, candidates, offsets, padded, k=-1, threads=0):
+    offsets = check_offsets(offsets, candidates.shape[0], users.shape[0])
+    check_candidates(candidates, offsets, table.shape[0], padded)
+    counts = valid_counts(candidates, offsets, padded)
+    if k >= 0:
+        counts = np.minimum(counts, k)
+    out_offsets = np.zeros(offsets.shape[0], dtype=np.int64)
+    np.cumsum(counts, out=out_offsets[1:])
+    total = int(out_offsets[-1])
+    n = candidates.shape[0]
+    tmp_scores = np.empty(n, dtype=_F32)
+    tmp_logits = np.empty(n, dtype=_F32)
+    positions = np.empty(total, dtype=np.int64)
+    items = np.empty(total, dtype=np.int64)
+    scores = np.empty(total, dtype=_F32)
+    logits = np.empty(total, dtype=_F32)
+    errors = np.empty(offsets.shape[0] - 1, dtype=np.int64)
+    has_bias = bias is not None
+    _run(_rank_parallel, _rank_serial, threads, users, table, bias if has_bias else _EMPTY_BIAS, has_bias,
+         int(dim), candidates, offsets, out_offsets, tmp_scores, tmp_logits, positions, items,
+         scores, logits, errors)
+    _raise_errors(errors)
+    return positions, items, scores, logits, out_offsets
+
+
