@@ -1,0 +1,160 @@
+"""GetPersonalizedRanking request validation: the limits of PERSONALIZE_API.md section 3.
+
+``validate_request(body)`` checks a request body (the camelCase dict an SDK sends, or the keyword
+arguments given to ``Client.get_personalized_ranking``) and raises ``InvalidInputException`` with
+a message in the service's style::
+
+    1 validation error detected: Value '501' at 'inputList' failed to satisfy constraint: Member
+    must have length less than or equal to 500
+
+It is shared by the in-process ``Client`` and the HTTP server. Checks, in order: the body is a
+mapping with no unknown member; required members (campaignArn, userId, inputList) are present;
+types (botocore-style "Invalid type for parameter ..." message); then all length/pattern/count
+constraints, collected into one message.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any, Mapping
+
+from .campaign import InvalidInputException
+
+__all__ = ["validate_request", "MAX_INPUT_ITEMS", "MAX_INPUT_ITEMS_WITH_METADATA",
+           "REQUEST_MEMBERS"]
+
+MAX_INPUT_ITEMS = 500
+MAX_INPUT_ITEMS_WITH_METADATA = 50
+REQUEST_MEMBERS = ("campaignArn", "userId", "inputList", "context", "filterArn", "filterValues",
+                   "metadataColumns")
+_REQUIRED = ("campaignArn", "userId", "inputList")
+ARN_PATTERN = r"arn:([a-z\d-]+):personalize:.*:.*:.+"
+_ARN_RE = re.compile(ARN_PATTERN, re.DOTALL)
+_CONTEXT_KEY_RE = re.compile(r"[A-Za-z\d_]+")
+_FILTER_KEY_RE = re.compile(r"[A-Za-z0-9_]+")
+
+
+def _type_error(name: str, value: Any, valid: str) -> InvalidInputException:
+    return InvalidInputException(f"Invalid type for parameter {name}, value: {value!r}, "
+                                 f"type: {type(value)}, valid types: {valid}")
+
+
+def _short(value: Any) -> str:
+    s = str(value)
+    return s if len(s) <= 60 else s[:57] + "..."
+
+
+def validate_request(body: Mapping[str, Any], *, max_input_items: int | None = MAX_INPUT_ITEMS) -> None:
+    """Raise ``InvalidInputException`` unless ``body`` is a valid GetPersonalizedRanking request.
+
+    Parameters
+    ----------
+    body : mapping
+        Request members by their wire names (``campaignArn``, ``userId``, ``inputList``, ...).
+    max_input_items : int or None
+        Item limit without metadata columns (the service's 500); ``None`` lifts it. With
+        ``metadataColumns`` the limit is ``min(max_input_items, 50)``.
+    """
+    if not isinstance(body, Mapping):
+        raise InvalidInputException("Request body must be a JSON object")
+    for key in body:
+        if key not in REQUEST_MEMBERS:
+            raise InvalidInputException(f"Unknown parameter in input: {key!r}, must be one of: "
+                                        + ", ".join(REQUEST_MEMBERS))
+    for key in _REQUIRED:
+        if body.get(key) is None:
+            raise InvalidInputException(f"1 validation error detected: Value null at '{key}' "
+                                        "failed to satisfy constraint: Member must not be null")
+    # types
+    for key in ("campaignArn", "userId", "filterArn"):
+        v = body.get(key)
+        if v is not None and not isinstance(v, str):
+            raise _type_error(key, v, "<class 'str'>")
+    items = body["inputList"]
+    if not isinstance(items, (list, tuple)):
+        raise _type_error("inputList", items, "<class 'list'>, <class 'tuple'>")
+    if items and not set(map(type, items)) <= {str}:  # C-speed check, details on failure only
+        for i, v in enumerate(items):
+            if not isinstance(v, str):
+                raise _type_error(f"inputList[{i}]", v, "<class 'str'>")
+    for key in ("context", "filterValues", "metadataColumns"):
+        m = body.get(key)
+        if m is None:
+            continue
+        if not isinstance(m, Mapping):
+            raise _type_error(key, m, "<class 'dict'>")
+        for k, v in m.items():
+            if not isinstance(k, str):
+                raise _type_error(f"{key}.keys", k, "<class 'str'>")
+            if key == "metadataColumns":
+                if not isinstance(v, (list, tuple)):
+                    raise _type_error(f"{key}.{k}", v, "<class 'list'>, <class 'tuple'>")
+                for j, c in enumerate(v):
+                    if not isinstance(c, str):
+                        raise _type_error(f"{key}.{k}[{j}]", c, "<class 'str'>")
+            elif not isinstance(v, str):
+                raise _type_error(f"{key}.{k}", v, "<class 'str'>")
+
+    errors: list = []
+
+    def bad(value: Any, where: str, constraint: str) -> None:
+        errors.append(f"Value '{_short(value)}' at '{where}' failed to satisfy constraint: "
+                      f"Member must {constraint}")
+
+    for key in ("campaignArn", "filterArn"):
+        v = body.get(key)
+        if v is None:
+            continue
+        if len(v) > 256:
+            bad(v, key, "have length less than or equal to 256")
+        if not _ARN_RE.fullmatch(v):
+            bad(v, key, f"satisfy regular expression pattern: {ARN_PATTERN}")
+    if len(body["userId"]) > 256:
+        bad(body["userId"], "userId", "have length less than or equal to 256")
+    meta = body.get("metadataColumns")
+    limit = max_input_items
+    if meta:
+        limit = MAX_INPUT_ITEMS_WITH_METADATA if limit is None else min(limit, MAX_INPUT_ITEMS_WITH_METADATA)
+    if limit is not None and len(items) > limit:
+        bad(len(items), "inputList", f"have length less than or equal to {limit}"
+            + (" when metadataColumns is set" if meta else ""))
+    if items and max(map(len, items)) > 256:
+        for i, v in enumerate(items):
+            if len(v) > 256:
+                bad(v, f"inputList.{i + 1}.member", "have length less than or equal to 256")
+    ctx = body.get("context")
+    if ctx is not None:
+        if len(ctx) > 150:
+            bad(len(ctx), "context", "have length less than or equal to 150")
+        for k, v in ctx.items():
+            if len(k) > 150:
+                bad(k, "context.key", "have length less than or equal to 150")
+            if not _CONTEXT_KEY_RE.fullmatch(k):
+                bad(k, "context.key", "satisfy regular expression pattern: [A-Za-z\\d_]+")
+            if len(v) > 1000:
+                bad("***", f"context.{k}.value", "have length less than or equal to 1000")
+    fv = body.get("filterValues")
+    if fv is not None:
+        if len(fv) > 25:
+            bad(len(fv), "filterValues", "have length less than or equal to 25")
+        for k, v in fv.items():
+            if len(k) > 50:
+                bad(k, "filterValues.key", "have length less than or equal to 50")
+            if not _FILTER_KEY_RE.fullmatch(k):
+                bad(k, "filterValues.key", "satisfy regular expression pattern: [A-Za-z0-9_]+")
+            if len(v) > 1000:
+                bad("***", f"filterValues.{k}.value", "have length less than or equal to 1000")
+    if meta is not None:
+        if len(meta) > 1:
+            bad(len(meta), "metadataColumns", "have length less than or equal to 1")
+        for k, cols in meta.items():
+            if k != "ITEMS":
+                bad(k, "metadataColumns.key", "be ITEMS (the only dataset with returnable columns)")
+            if len(cols) > 10:
+                bad(len(cols), f"metadataColumns.{k}", "have length less than or equal to 10")
+            for c in cols:
+                if len(c) > 150:
+                    bad(c, f"metadataColumns.{k}.member", "have length less than or equal to 150")
+    if errors:
+        n = len(errors)
+        raise InvalidInputException(f"{n} validation error{'s' if n > 1 else ''} detected: "
+                                    + "; ".join(errors))

@@ -1,0 +1,584 @@
+"""Personalize semantics in-process: ``Campaign`` (serving object) and ``Client`` (boto3 stand-in).
+
+``Campaign.rank(user_id, item_ids, ...)`` behaves like GetPersonalizedRanking (PERSONALIZE_API.md
+section 4):
+
+* scores are a softmax over the known, distinct, unfiltered input items (they sum to 1), highest
+  first, ties in input order;
+* items the model does not know follow, in input order, without a score; a filter never removes
+  them (a filter sees item rows, and unknown items have none);
+* an unknown user is served from the model's cold-start vector (plus item bias), never an error;
+* duplicate IDs keep their first occurrence; an empty list gives an empty ranking;
+* ``context`` adds ``model.context[FIELD][value]`` to the user vector; an unknown value adds
+  nothing, an unknown field raises ``InvalidInputException``;
+* ``metadata_columns`` returns item metadata as strings (unknown column: ``InvalidInputException``);
+* every call gets a new ``recommendation_id`` ``RID-<uuid4>``.
+
+The library imposes no item limit; ``Client`` enforces the service limits (section 3) through
+``rankcore._validate.validate_request``. Exceptions are ``PersonalizeError`` subclasses that are
+also standard Python exceptions: ``InvalidInputException`` is a ``ValueError``,
+``ResourceNotFoundException`` a ``LookupError``. ``client.exceptions.*`` are further subclasses
+that also derive from ``botocore.exceptions.ClientError`` when botocore is installed, so code that
+catches either kind runs unchanged.
+"""
+from __future__ import annotations
+
+import re
+import threading
+import uuid
+from itertools import chain
+from operator import itemgetter
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+__all__ = ["Campaign", "CampaignData", "RankingResult", "Client", "PersonalizeError",
+           "InvalidInputException", "ResourceNotFoundException", "DEFAULT_REGION",
+           "DEFAULT_ACCOUNT"]
+
+#: Defaults for ``Campaign.arn`` (the account is LocalStack's conventional dummy account).
+DEFAULT_REGION = "us-east-1"
+DEFAULT_ACCOUNT = "000000000000"
+_NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9\-_]{0,62}")
+_OPERATION = "GetPersonalizedRanking"
+
+
+# --------------------------------------------------------------------------- exceptions
+class PersonalizeError(Exception):
+    """Base of the Personalize service errors; ``response`` has botocore's error-dict shape."""
+
+    code = "PersonalizeError"
+    http_status = 400
+
+    def __init__(self, message: str = "", operation_name: str = _OPERATION):
+        super().__init__(message)
+        self.message = message
+        self.operation_name = operation_name
+        self.response = {"Error": {"Code": self.code, "Message": message},
+                         "ResponseMetadata": {"HTTPStatusCode": self.http_status}}
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __reduce__(self):
+        return type(self), (self.message, self.operation_name)
+
+
+class InvalidInputException(PersonalizeError, ValueError):
+    """The request is invalid (HTTP 400)."""
+
+    code = "InvalidInputException"
+    http_status = 400
+
+
+class ResourceNotFoundException(PersonalizeError, LookupError):
+    """The campaign or filter ARN names nothing (HTTP 404)."""
+
+    code = "ResourceNotFoundException"
+    http_status = 404
+
+
+def _client_exception_classes():
+    """``client.exceptions``: our errors, also ``botocore.exceptions.ClientError`` when available."""
+    try:
+        from botocore.exceptions import ClientError
+    except ImportError:  # pragma: no cover - botocore is optional
+        ClientError = None
+
+    ns: dict = {"PersonalizeError": PersonalizeError}
+    for base in (InvalidInputException, ResourceNotFoundException):
+        if ClientError is None:
+            ns[base.__name__] = base
+            continue
+
+        def __init__(self, message="", operation_name=_OPERATION, _code=base.code, _status=base.http_status):
+            ClientError.__init__(self, {"Error": {"Code": _code, "Message": message},
+                                        "ResponseMetadata": {"HTTPStatusCode": _status}},
+                                 operation_name)
+            self.message = message
+
+        def __reduce__(self):
+            return type(self), (self.message, self.operation_name)
+
+        ns[base.__name__] = type(base.__name__, (base, ClientError),
+                                 {"__init__": __init__, "__str__": Exception.__str__,
+                                  "__reduce__": __reduce__, "__module__": __name__,
+                                  "__qualname__": f"ClientExceptions.{base.__name__}"})
+    ns["ClientError"] = ClientError if ClientError is not None else PersonalizeError
+    return type("ClientExceptions", (), ns)
+
+
+# --------------------------------------------------------------------------- results
+def _take(seq: Sequence, positions: list) -> list:
+    """``[seq[p] for p in positions]`` at C speed."""
+    n = len(positions)
+    if n > 1:
+        return list(itemgetter(*positions)(seq))
+    return [seq[positions[0]]] if n else []
+
+
+class RankingResult:
+    """One ranking: scored items (highest first), then the unknown items.
+
+    Attributes
+    ----------
+    scores : float32 (n_scored,)
+        Softmax scores of the scored items, descending, summing to 1.
+    item_rows : int64 (n_scored,)
+        Model rows of the scored items.
+    positions : int64 (n_scored,)
+        Positions of the scored items in the input list.
+    recommendation_id : str
+        ``RID-<uuid4>``.
+    """
+
+    __slots__ = ("_input", "positions", "scores", "item_rows", "unknown_item_ids",
+                 "recommendation_id", "_meta")
+
+    def __init__(self, input_ids: Sequence[str], positions: np.ndarray, scores: np.ndarray,
+                 item_rows: np.ndarray, unknown_item_ids: list, recommendation_id: str,
+                 metadata_columns: list | None = None):
+        self._input = input_ids
+        self.positions = positions
+        self.scores = scores
+        self.item_rows = item_rows
+        self.unknown_item_ids = unknown_item_ids
+        self.recommendation_id = recommendation_id
+        self._meta = metadata_columns
+
+    @property
+    def scored_item_ids(self) -> list:
+        """IDs of the scored items, highest score first."""
+        return _take(self._input, self.positions.tolist())
+
+    @property
+    def item_ids(self) -> list:
+        """All returned IDs: scored items, then unknown items in input order."""
+        return self.scored_item_ids + list(self.unknown_item_ids)
+
+    @property
+    def metadata(self) -> list | None:
+        """Per scored item ``{column: value}`` (values str, missing values omitted), or None."""
+        if self._meta is None:
+            return None
+        rows = self.item_rows
+        per_col = [(name, col.as_strings(rows)) for name, col in self._meta]
+        out = []
+        for i in range(len(rows)):
+            out.append({name: vals[i] for name, vals in per_col if vals[i] is not None})
+        return out
+
+    def __len__(self) -> int:
+        return len(self.positions) + len(self.unknown_item_ids)
+
+    def __iter__(self):
+        """``(item_id, score)`` pairs; unknown items have score ``None``."""
+        yield from zip(self.scored_item_ids, self.scores.tolist())
+        for item in self.unknown_item_ids:
+            yield item, None
+
+    def to_response(self) -> dict:
+        """The GetPersonalizedRanking response body (scores rounded to 7 decimals)."""
+        ids = _take(self._input, self.positions.tolist())
+        scores = np.round(self.scores.astype(np.float64), 7).tolist()
+        ranking = [{"itemId": i, "score": s} for i, s in zip(ids, scores)]
+        if self._meta is not None:
+            for entry, meta in zip(ranking, self.metadata):
+                entry["metadata"] = meta
+        if self.unknown_item_ids:
+            ranking.extend([{"itemId": i} for i in self.unknown_item_ids])
+        return {"personalizedRanking": ranking, "recommendationId": self.recommendation_id}
+
+    def __repr__(self) -> str:
+        head = ", ".join(f"{i!r}: {s:.4g}" for i, s in list(zip(self.scored_item_ids,
+                                                                 self.scores.tolist()))[:3])
+        return (f"RankingResult([{head}{', ...' if len(self.positions) > 3 else ''}], "
+                f"scored={len(self.positions)}, unknown={len(self.unknown_item_ids)}, "
+                f"recommendation_id={self.recommendation_id!r})")
+
+
+# --------------------------------------------------------------------------- filter data
+class CampaignData:
+    """What filter plans see: metadata columns, user rows and recent interactions.
+
+    ``recent_interactions`` merges the model's stored history with interactions recorded since
+    (``record_interactions``, thread-safe; the hook for PutEvents).
+    """
+
+    def __init__(self, model):
+        self.model = model
+        self.item_columns = model.item_columns
+        self.user_columns = model.user_columns
+        self._lock = threading.Lock()
+        self._events: dict = {}  # user_id -> list of (timestamp, item_row, event_type)
+
+    def user_row(self, user_id: str) -> int:
+        return self.model.user_row(user_id)
+
+    def item_rows(self, item_ids: Sequence[str]) -> np.ndarray:
+        return self.model.item_rows(item_ids)
+
+    def record_interactions(self, user_id: str, item_rows: Iterable[int],
+                            event_types: Iterable[str], timestamps: Iterable[float]) -> None:
+        """Add interactions for ``user_id`` (item rows, event types, epoch seconds)."""
+        new = [(float(t), int(r), str(e).lower())
+               for r, e, t in zip(item_rows, event_types, timestamps)]
+        with self._lock:
+            self._events.setdefault(user_id, []).extend(new)
+
+    def recent_interactions(self, user_id: str, limit: int | None = None) -> tuple:
+        """``(item_rows int64 (m,), event_types list[str])``, at most ``limit`` (default 100)
+        most recent per event type, oldest first."""
+        from .model import RECENT_INTERACTIONS_PER_TYPE
+        limit = RECENT_INTERACTIONS_PER_TYPE if limit is None else limit
+        with self._lock:
+            extra = list(self._events.get(user_id, ()))
+        if not extra:
+            return self.model.recent_interactions(user_id, limit)
+        items, types = self.model.recent_interactions(user_id, limit)
+        h = self.model.history
+        row = self.model.user_row(user_id)
+        if row >= 0:  # timestamps of the stored part, for a merge by time
+            a, b = int(h.offsets[row]), int(h.offsets[row + 1])
+            stored = list(zip(np.asarray(h.timestamps[a:b]).tolist(), np.asarray(h.items[a:b]).tolist(),
+                              [h.event_types[c] for c in np.asarray(h.event_codes[a:b]).tolist()]))
+        else:
+            stored = []
+        merged = sorted(stored + extra, key=lambda e: e[0])  # stable: stored first on ties
+        counts: dict = {}
+        keep = []
+        for ts, item, ev in reversed(merged):
+            c = counts.get(ev, 0)
+            if c < limit:
+                counts[ev] = c + 1
+                keep.append((item, ev))
+        keep.reverse()
+        return np.array([k[0] for k in keep], dtype=np.int64), [k[1] for k in keep]
+
+
+# --------------------------------------------------------------------------- campaign
+_EMPTY_I64 = np.zeros(0, dtype=np.int64)
+_EMPTY_F32 = np.zeros(0, dtype=np.float32)
+_REQUEST_ALIASES = {"user_id": "user_id", "userId": "user_id", "item_ids": "item_ids",
+                    "inputList": "item_ids", "itemList": "item_ids", "context": "context",
+                    "filter": "filter", "filterArn": "filter", "filter_values": "filter_values",
+                    "filterValues": "filter_values", "metadata_columns": "metadata_columns",
+                    "metadataColumns": "metadata_columns"}
+
+
+class Campaign:
+    """A model served with GetPersonalizedRanking semantics.
+
+    Parameters
+    ----------
+    model : rankcore.Model
+    name : str
+        Campaign name (1-63 of ``[a-zA-Z0-9-_]``, starting alphanumeric); default ``"rankcore"``.
+    region, account : str
+        Used in ``arn``: ``arn:aws:personalize:<region>:<account>:campaign/<name>``
+        (defaults ``us-east-1`` and ``000000000000``).
+    backend : str, optional
+        Kernel backend passed to ``rankcore.rank``/``rank_batch``.
+
+    Attributes
+    ----------
+    filters : dict
+        Filter ARN -> plan (an object with ``evaluate(data, user_id, item_rows, filter_values)``
+        returning a keep-mask, or such a callable); ``rank(filter=<arn>)`` looks ARNs up here.
+    data : CampaignData
+        What filter plans evaluate against.
+    """
+
+    def __init__(self, model, name: str = "rankcore", *, region: str = DEFAULT_REGION,
+                 account: str = DEFAULT_ACCOUNT, backend: str | None = None):
+        import rankcore
+        if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
+            raise ValueError(f"campaign name {name!r} must be 1-63 characters of [a-zA-Z0-9-_] "
+                             "starting with a letter or digit")
+        self.model = model
+        self.name = name
+        self.arn = f"arn:aws:personalize:{region}:{account}:campaign/{name}"
+        self.backend = backend
+        self.filters: dict = {}
+        self.data = CampaignData(model)
+        self._rank_fn = rankcore.rank
+        self._rank_batch_fn = rankcore.rank_batch
+        self._table = model.item_table
+        self._lookup = model.item_index.lookup
+        self._user_get = model.user_index.get
+        self._users = np.asarray(model.user_embeddings)  # plain ndarray: cheaper row views
+        self._cold = np.asarray(model.cold_start)
+        self._context = model.context
+        self._item_columns = model.item_columns
+
+    def __repr__(self) -> str:
+        return f"Campaign(arn={self.arn!r}, model={self.model!r})"
+
+    # ----------------------------------------------------------------- pieces
+    def user_vector(self, user_id: str, context: Mapping[str, str] | None = None) -> np.ndarray:
+        """float32 (dim,): user (or cold-start) vector plus the context vectors."""
+        if type(user_id) is not str and not isinstance(user_id, str):
+            raise TypeError(f"user_id must be str, got {type(user_id).__name__}")
+        row = self._user_get(user_id)
+        u = self._users[row] if row >= 0 else self._cold
+        if context:
+            if not isinstance(context, Mapping):
+                raise InvalidInputException("context must be a mapping of field to value")
+            u = u.copy()
+            for field, value in context.items():
+                table = self._context.get(field)
+                if table is None and isinstance(field, str):
+                    table = self._context.get(field.upper())
+                if table is None:
+                    known = ", ".join(self._context) or "none"
+                    raise InvalidInputException(
+                        f"Unknown context field {field!r} (the model's context fields: {known})")
+                if not isinstance(value, str):
+                    raise InvalidInputException(f"context value for {field!r} must be a string")
+                r = table.index.get(value)
+                if r >= 0:
+                    u += table.vectors[r]
+        return u
+
+    def _metadata_spec(self, metadata_columns) -> list:
+        if isinstance(metadata_columns, Mapping):
+            names: list = []
+            for key, cols in metadata_columns.items():
+                if key != "ITEMS":
+                    raise InvalidInputException(
+                        f"metadataColumns supports only the ITEMS dataset, got {key!r}")
+                if isinstance(cols, str):
+                    raise InvalidInputException("metadataColumns.ITEMS must be a list of column names")
+                names.extend(cols)
+        elif isinstance(metadata_columns, str):
+            names = [metadata_columns]
+        else:
+            names = list(metadata_columns)
+        spec, missing = [], []
+        for name in names:
+            col = self._item_columns.get(name.upper()) if isinstance(name, str) else None
+            if col is None:
+                missing.append(name)
+            else:
+                spec.append((name, col))
+        if missing:
+            known = ", ".join(self._item_columns) or "none"
+            raise InvalidInputException(f"Invalid metadata column(s) {missing} for dataset ITEMS "
+                                        f"(the model's item columns: {known})")
+        return spec
+
+    def _resolve_filter(self, filter):
+        if isinstance(filter, str):
+            plan = self.filters.get(filter)
+            if plan is None:
+                raise ResourceNotFoundException(f"Resource {filter} does not exist.")
+            filter = plan
+        evaluate = getattr(filter, "evaluate", None)
+        if evaluate is None:
+            if not callable(filter):
+                raise TypeError("filter must be a filter ARN, an object with .evaluate() or a callable")
+            evaluate = filter
+        return evaluate
+
+    @staticmethod
+    def _dedupe(item_ids: Sequence, rows: np.ndarray) -> tuple:
+        """``(positions | None, known rows, unknown ids)`` with duplicates dropped (first kept).
+
+        ``positions`` is None when every input item is known and distinct (rows used as is).
+        """
+        n = rows.shape[0]
+        unknown: list = []
+        pos = None
+        krows = rows
+        if n and rows.min() < 0:
+            known = rows >= 0
+            pos = np.flatnonzero(known)
+            krows = rows[pos]
+            seen: dict = {}
+            for p in np.flatnonzero(~known).tolist():
+                s = item_ids[p]
+                if not isinstance(s, str):
+                    raise TypeError(f"item IDs must be str, got {type(s).__name__} at position {p}")
+                seen.setdefault(s, None)
+            unknown = list(seen)
+        if krows.shape[0] > 1:
+            srt = np.sort(krows)
+            if (srt[1:] == srt[:-1]).any():
+                _, first = np.unique(krows, return_index=True)
+                first.sort()
+                pos = first if pos is None else pos[first]
+                krows = krows[first]
+        return pos, krows, unknown
+
+    def _filter(self, filter, user_id, pos, krows, filter_values) -> tuple:
+        evaluate = self._resolve_filter(filter)
+        keep = np.asarray(evaluate(self.data, user_id, krows, filter_values or {}), dtype=bool)
+        if keep.shape != krows.shape:
+            raise ValueError(f"filter returned a mask of shape {keep.shape} for {krows.shape[0]} items")
+        if pos is None:
+            pos = np.arange(krows.shape[0], dtype=np.int64)
+        return pos[keep], krows[keep]
+
+    # ----------------------------------------------------------------- serving
+    def rank(self, user_id: str, item_ids: Sequence[str], *, context: Mapping[str, str] | None = None,
+             filter=None, filter_values: Mapping[str, str] | None = None,
+             metadata_columns=None) -> RankingResult:
+        """Rank ``item_ids`` for ``user_id`` (GetPersonalizedRanking, see the module docstring).
+
+        Parameters
+        ----------
+        user_id : str
+        item_ids : sequence of str
+            Any length (the service's 500 limit is the ``Client``'s business).
+        context : mapping of str to str, optional
+        filter : filter ARN (looked up in ``self.filters``), plan object or callable, optional
+            ``evaluate(self.data, user_id, item_rows int64 (m,), filter_values)`` -> bool (m,)
+            keep-mask over the known distinct items; the rest are dropped and the scores
+            renormalised over what remains.
+        filter_values : mapping of str to str, optional
+        metadata_columns : ``{"ITEMS": [names]}`` or a list of names, optional
+
+        Returns
+        -------
+        RankingResult
+        """
+        if not isinstance(item_ids, (list, tuple)):
+            item_ids = list(item_ids)
+        meta = self._metadata_spec(metadata_columns) if metadata_columns else None
+        u = self.user_vector(user_id, context)
+        rows = self._lookup(item_ids)
+        pos, krows, unknown = self._dedupe(item_ids, rows)
+        if filter is not None:
+            pos, krows = self._filter(filter, user_id, pos, krows, filter_values)
+        rid = "RID-" + str(uuid.uuid4())
+        if krows.shape[0] == 0:
+            return RankingResult(item_ids, _EMPTY_I64, _EMPTY_F32, _EMPTY_I64, unknown, rid, meta)
+        r = self._rank_fn(u, self._table, krows, backend=self.backend)
+        positions = r.positions if pos is None else pos[r.positions]
+        return RankingResult(item_ids, positions, r.scores, r.items, unknown, rid, meta)
+
+    def rank_batch(self, requests: Iterable) -> list:
+        """Serve many requests with one batched kernel call.
+
+        Each request is a tuple ``(user_id, item_ids)`` / ``(user_id, item_ids, context)`` or a
+        dict with ``user_id``, ``item_ids`` and optionally ``context``, ``filter``,
+        ``filter_values``, ``metadata_columns`` (Personalize's camelCase names ``userId``,
+        ``inputList``/``itemList``, ``filterArn``, ... are accepted too). Returns one
+        ``RankingResult`` per request, in order; an invalid request raises for the whole batch.
+        """
+        parsed = [self._parse_request(r) for r in requests]
+        if not parsed:
+            return []
+        lists = [p["item_ids"] for p in parsed]
+        flat = list(chain.from_iterable(lists))
+        rows_all = self._lookup(flat)
+        bounds = np.zeros(len(lists) + 1, dtype=np.int64)
+        np.cumsum([len(x) for x in lists], out=bounds[1:])
+        users, cands, prepared = [], [], []
+        for i, p in enumerate(parsed):
+            meta = self._metadata_spec(p["metadata_columns"]) if p.get("metadata_columns") else None
+            u = self.user_vector(p["user_id"], p.get("context"))
+            rows = rows_all[bounds[i]:bounds[i + 1]]
+            pos, krows, unknown = self._dedupe(p["item_ids"], rows)
+            if p.get("filter") is not None:
+                pos, krows = self._filter(p["filter"], p["user_id"], pos, krows, p.get("filter_values"))
+            users.append(u)
+            cands.append(krows)
+            prepared.append((pos, unknown, meta))
+        offsets = np.zeros(len(cands) + 1, dtype=np.int64)
+        np.cumsum([c.shape[0] for c in cands], out=offsets[1:])
+        res = self._rank_batch_fn(np.stack(users), self._table, np.concatenate(cands), offsets,
+                                  backend=self.backend)
+        ro = np.asarray(res.offsets)
+        out = []
+        for i, (p, (pos, unknown, meta)) in enumerate(zip(parsed, prepared)):
+            a, b = int(ro[i]), int(ro[i + 1])
+            local = res.positions[a:b]
+            positions = local if pos is None else pos[local]
+            out.append(RankingResult(p["item_ids"], positions, res.scores[a:b], res.items[a:b],
+                                     unknown, "RID-" + str(uuid.uuid4()), meta))
+        return out
+
+    @staticmethod
+    def _parse_request(req) -> dict:
+        if isinstance(req, Mapping):
+            p = {}
+            for k, v in req.items():
+                name = _REQUEST_ALIASES.get(k)
+                if name is None:
+                    raise InvalidInputException(f"Unknown request member {k!r}")
+                p[name] = v
+        elif isinstance(req, (tuple, list)) and len(req) in (2, 3):
+            p = {"user_id": req[0], "item_ids": req[1]}
+            if len(req) == 3:
+                p["context"] = req[2]
+        else:
+            raise TypeError("a request is a (user_id, item_ids[, context]) tuple or a dict")
+        if "user_id" not in p or "item_ids" not in p:
+            raise InvalidInputException("a request needs a user ID and a list of item IDs")
+        if not isinstance(p["item_ids"], (list, tuple)):
+            p["item_ids"] = list(p["item_ids"])
+        return p
+
+
+# --------------------------------------------------------------------------- client
+class Client:
+    """In-process stand-in for ``boto3.client("personalize-runtime")`` (GetPersonalizedRanking).
+
+    Parameters
+    ----------
+    campaigns : list of Campaign, or mapping of campaign ARN -> Campaign
+    max_input_items : int or None
+        The ``inputList`` limit (the service's 500 by default; ``None`` lifts it).
+
+    ``get_personalized_ranking`` takes boto3's keyword arguments and returns the dict boto3 returns
+    (including ``ResponseMetadata``); errors are ``client.exceptions.InvalidInputException`` and
+    ``client.exceptions.ResourceNotFoundException``.
+    """
+
+    def __init__(self, campaigns, *, max_input_items: int | None = 500):
+        if isinstance(campaigns, Campaign):
+            campaigns = [campaigns]
+        if isinstance(campaigns, Mapping):
+            self._campaigns = dict(campaigns)
+        else:
+            self._campaigns = {c.arn: c for c in campaigns}
+        self.max_input_items = max_input_items
+        self.exceptions = _CLIENT_EXCEPTIONS
+
+    @property
+    def campaigns(self) -> dict:
+        return dict(self._campaigns)
+
+    def get_personalized_ranking(self, **params) -> dict:
+        """GetPersonalizedRanking with boto3's keyword arguments; returns boto3's response dict."""
+        exc = self.exceptions
+        try:
+            _validate.validate_request(params, max_input_items=self.max_input_items)
+            arn = params["campaignArn"]
+            campaign = self._campaigns.get(arn)
+            if campaign is None:
+                raise ResourceNotFoundException(f"Resource {arn} does not exist.")
+            result = campaign.rank(params["userId"], params["inputList"],
+                                   context=params.get("context"), filter=params.get("filterArn"),
+                                   filter_values=params.get("filterValues"),
+                                   metadata_columns=params.get("metadataColumns"))
+        except InvalidInputException as e:
+            raise exc.InvalidInputException(e.message) from None
+        except ResourceNotFoundException as e:
+            raise exc.ResourceNotFoundException(e.message) from None
+        response = result.to_response()
+        request_id = str(uuid.uuid4())
+        response["ResponseMetadata"] = {
+            "RequestId": request_id, "HTTPStatusCode": 200,
+            "HTTPHeaders": {"content-type": "application/json", "x-amzn-requestid": request_id},
+            "RetryAttempts": 0}
+        return response
+
+    def can_paginate(self, operation_name: str) -> bool:
+        return False
+
+
+_CLIENT_EXCEPTIONS = _client_exception_classes()
+
+from . import _validate  # noqa: E402  (circular: _validate imports the exceptions above)
