@@ -23,6 +23,7 @@ created on load).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import repeat
 from typing import Iterable
 
 import numpy as np
@@ -108,8 +109,8 @@ class PyIdIndex:
 
     def lookup(self, ids) -> np.ndarray:
         """Rows of ``ids`` (list or tuple of str) as int64, -1 for unknown IDs."""
-        get = self._map.get
-        return np.fromiter((get(s, -1) for s in ids), dtype=np.int64, count=len(ids))
+        n = len(ids)
+        return np.fromiter(map(self._map.get, ids, repeat(-1, n)), dtype=np.int64, count=n)
 
     def get(self, id: str) -> int:
         return self._map.get(id, -1)

@@ -8,8 +8,9 @@
   a genre;
 * each user prefers one genre (user vector = that direction + noise), so ranking candidates puts
   that genre first;
-* the ``DEVICE`` context (values ``"mobile phone"``, ``"desktop"``, ``"tablet"``) adds a vector
-  pointing at genre ``GENRES[0]``, ``[1]`` and ``[2]`` respectively, shifting preferences;
+* the ``DEVICE`` context (values ``"mobile phone"``, ``"desktop"``, ``"tablet"``) adds 1.2 times
+  the direction of genre ``GENRES[0]``, ``[1]`` and ``[2]`` respectively, so on a mobile phone
+  most users are shown Comedy first;
 * items have metadata ``GENRE`` (multi-valued, e.g. ``"Comedy|Drama"``), ``PRICE`` (numeric,
   dollars with cents) and ``CREATION_TIMESTAMP`` (integral epoch seconds in 2015-2024);
 * users have ``AGE`` (18-80) and about ``interactions_per_user`` interactions, 80% within their
@@ -123,7 +124,7 @@ def synthetic(n_users: int = 1000, n_items: int = 10000, dim: int = 64, seed: in
 
     context = {}
     if with_context:
-        vecs = np.stack([centroids[i % n_genres] * np.float32(0.8) for i in range(len(DEVICES))])
+        vecs = np.stack([centroids[i % n_genres] * np.float32(1.2) for i in range(len(DEVICES))])
         context["DEVICE"] = ContextTable(make_id_index(list(DEVICES)),
                                          np.ascontiguousarray(vecs, dtype=np.float32))
 
