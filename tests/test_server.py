@@ -388,3 +388,49 @@ def test_hot_swap_under_load(tmp_path):
             time.sleep(0.05)
         r = httpx.post(url, json=requests[0])
         assert r.status_code == 200 and json.dumps(_ranking(r.json())) == want["B"][0]
+
+
+# --------------------------------------------------------------------------- in-process pieces
+def test_raised_item_limit_and_failed_reload_in_process(model_dir, tmp_path):
+    import asyncio
+
+    from rankcore.server import CampaignRegistry, CampaignSpec, create_app
+
+    live = tmp_path / "live"
+    synthetic(**SIZES, seed=0).save(live)
+    registry = CampaignRegistry([CampaignSpec("demo", str(live))], max_input_items=1000)
+    app = create_app(registry)
+
+    async def post(body):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+            return await c.post("/personalize-ranking", json=body)
+
+    body = {"campaignArn": ARN, "userId": "1", "inputList": [str(i) for i in range(800)]}
+    r = asyncio.run(post(body))
+    assert r.status_code == 200 and len(r.json()["personalizedRanking"]) == 800
+    body["inputList"] = [str(i) for i in range(1001)]
+    assert asyncio.run(post(body)).status_code == 400
+
+    old = registry.client
+    assert registry.check() == []                     # nothing changed
+    (live / "manifest.json").write_text("{}")         # a broken model: the old one keeps serving
+    assert registry.check() == [] and registry.reload_failures["demo"] == 1
+    assert registry.client is old
+    synthetic(**SIZES, seed=3).save(live)             # a good one is swapped in
+    assert registry.check() == ["demo"] and registry.client is not old
+    assert registry.generations["demo"] == 2
+
+
+def test_credentials_file_formats(tmp_path):
+    from rankcore.server import load_credentials
+
+    ini = tmp_path / "credentials"
+    ini.write_text("[default]\naws_access_key_id = AKID1\naws_secret_access_key = s1\n"
+                   "[other]\naws_access_key_id=AKID2\naws_secret_access_key=s2\n")
+    assert load_credentials(str(ini)) == {"AKID1": "s1", "AKID2": "s2"}
+    js = tmp_path / "creds.json"
+    js.write_text('{"AKID3": "s3"}')
+    assert load_credentials(str(js)) == {"AKID3": "s3"}
+    js.write_text("[]")
+    with pytest.raises(ValueError):
+        load_credentials(str(js))
