@@ -950,32 +950,67 @@ class _Context:
             if len(hist_types) != hist_rows.shape[0]:
                 raise ValueError(f"{_PREFIX}recent_interactions returned {hist_rows.shape[0]} rows "
                                  f"but {len(hist_types)} event types")
-            if hist_rows.shape[0] and hist_rows.min() < 0:
-                known = hist_rows >= 0
-                hist_rows = hist_rows[known]
-                hist_types = [t for t, k in zip(hist_types, known.tolist()) if k]
             self._hist = (hist_rows, hist_types)
             self._selected = {}
         return self._hist
 
-    def interacted(self, rows: np.ndarray, negate: bool, types: frozenset, wildcard: bool) -> np.ndarray:
+    def _select(self, negate: bool, types: frozenset, wildcard: bool) -> np.ndarray:
+        """Sorted item rows (>= 0) of the matching interactions, followed by a -2 sentinel."""
         hist_rows, hist_types = self._history()
+        if wildcard:
+            sel = hist_rows[:0] if negate else hist_rows
+        else:
+            present = frozenset(hist_types)
+            wanted = (present - types) if negate else (present & types)
+            if not wanted:
+                sel = hist_rows[:0]
+            elif len(wanted) == len(present):
+                sel = hist_rows
+            else:
+                sel = _rows_of_types(hist_rows, hist_types, wanted)
+        k = sel.shape[0]
+        s = np.empty(k + 1, dtype=np.int64)
+        s[:k] = sel
+        s[:k].sort()
+        s[k] = -2
+        if k and s[0] < 0:  # interactions with items unknown to the model never match
+            s = s[np.searchsorted(s[:k], 0):]
+        return s
+
+    def interacted(self, rows: np.ndarray, negate: bool, types: frozenset, wildcard: bool) -> np.ndarray:
+        """Per candidate: is it among the user's recent interactions of the selected event types?"""
+        if self._hist is None:
+            self._history()
         key = (negate, wildcard, types)
         s = self._selected.get(key)
         if s is None:
-            n = hist_rows.shape[0]
-            if wildcard:
-                sel = None if not negate else hist_rows[:0]
-            else:
-                hit = np.fromiter(map(types.__contains__, hist_types), dtype=bool, count=n)
-                sel = hist_rows[~hit] if negate else hist_rows[hit]
-            s = np.sort(hist_rows if sel is None else sel)
-            self._selected[key] = s
-        if s.shape[0] == 0:
+            s = self._selected[key] = self._select(negate, types, wildcard)
+        if s.shape[0] == 1:
             return np.zeros(rows.shape[0], dtype=bool)
-        idx = np.searchsorted(s, rows)
-        np.minimum(idx, s.shape[0] - 1, out=idx)
-        return s[idx] == rows
+        # searchsorted over all but the sentinel: an index past the end lands on the sentinel (-2),
+        # which equals no row (unknown candidates are -1).
+        return s[s[:-1].searchsorted(rows)] == rows
+
+
+def _rows_of_types(hist_rows: np.ndarray, hist_types: Sequence[str], wanted: frozenset) -> np.ndarray:
+    """``hist_rows`` where the event type is in ``wanted``.
+
+    Callers usually list interactions grouped by event type (the 100 most recent of each), so
+    first try C-level ``list.index``/``count`` to find each wanted type as one contiguous run;
+    otherwise test every interaction.
+    """
+    if type(hist_types) in (list, tuple):
+        parts = []
+        for t in wanted:
+            c = hist_types.count(t)
+            i = hist_types.index(t)
+            if hist_types[i:i + c].count(t) != c:
+                break
+            parts.append(hist_rows[i:i + c])
+        else:
+            return parts[0] if len(parts) == 1 else np.concatenate(parts)
+    hit = np.fromiter(map(wanted.__contains__, hist_types), dtype=bool, count=hist_rows.shape[0])
+    return hist_rows[hit]
 
 
 # --------------------------------------------------------------------------------------------
