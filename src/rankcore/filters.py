@@ -76,10 +76,24 @@ Decisions where Personalize's documentation is silent
   ``"USERS"`` (the latter when an IF clause is present).
 * ``item_rows`` must hold rows in ``[-1, n_items)``; all item metadata columns a plan uses must
   have the same length (the model's item count).
+
+Performance
+-----------
+Constant conditions of an Items expression are folded, per set of columns, into one padded
+boolean row mask (row -1 reads a False pad), so evaluating them is a single gather. Conditions
+with placeholders use cached per-column code tables (categorical), a CSR segment scan over the
+candidates only (multi-valued) or direct comparisons (numeric). Interactions conditions scatter
+the matching interaction rows into a per-thread scratch vector and gather the candidates. Event
+types are matched per distinct type with C-level ``list.count``/``index`` when the caller lists
+interactions grouped by event type (fastest when its event-type strings are interned); otherwise
+one pass over the interactions. Bindings are cached per plan keyed by the ids of the columns
+(with weak references guarding against id reuse); ``validate`` runs as part of binding.
 """
 from __future__ import annotations
 
 import math
+import sys
+import threading
 import weakref
 from dataclasses import dataclass
 from functools import lru_cache
@@ -712,7 +726,7 @@ class _ItemCondition:
             codes = self.col.codes_for(strings)
             if codes.size:
                 table[codes] = True
-            if len(self.cache) > 256:
+            if len(self.cache) > 64:
                 self.cache.clear()
             self.cache[key] = table
         return table
@@ -734,10 +748,21 @@ class _ItemCondition:
         strings = self.const_strings
         for p in self.params:
             strings = strings + _placeholder_strings(fv, p)
-        table = self._table(strings)
         if self.kind == "categorical":
-            return table[self.pad["codes"][rows]]
-        return _multi_candidates(self.pad, self.col, rows, table[:-2])
+            return self._table(strings)[self.pad["codes"][rows]]
+        # multi-valued: a padded whole-column mask per distinct value list (a few kept), so a
+        # repeated filterValues is one gather; the first use of a list scans the candidates only
+        masks = self.cache
+        key = ("rows", strings)
+        m = masks.get(key)
+        if m is not None:
+            return m[rows]
+        table = self._table(strings)[:-2]
+        out = _multi_candidates(self.pad, self.col, rows, table)
+        m = np.zeros(len(self.col) + 1, dtype=bool)
+        m[:-1] = _multi_row_mask(self.col, table)
+        masks[key] = m
+        return out
 
 
 def _constant_row_mask(cond: Condition, col) -> np.ndarray:
@@ -830,7 +855,9 @@ class _BoundInteractions:
         for group in expr.groups:
             g = []
             for cond in group:
-                types = frozenset(v.text.lower() for v in cond.values if v.kind == "string")
+                # interned: list.count/index over the caller's event types then compare by
+                # identity when the caller interns its event-type strings too
+                types = frozenset(sys.intern(v.text.lower()) for v in cond.values if v.kind == "string")
                 wildcard = any(v.kind == "wildcard" for v in cond.values)
                 params = tuple(v.text for v in cond.values if v.kind == "placeholder")
                 g.append((cond.op == "NOT IN", types, wildcard, params))
@@ -950,66 +977,86 @@ class _Context:
             if len(hist_types) != hist_rows.shape[0]:
                 raise ValueError(f"{_PREFIX}recent_interactions returned {hist_rows.shape[0]} rows "
                                  f"but {len(hist_types)} event types")
-            self._hist = (hist_rows, hist_types)
+            top = int(hist_rows.max()) if hist_rows.shape[0] else -1
+            self._hist = (hist_rows, hist_types, top)
             self._selected = {}
         return self._hist
 
     def _select(self, negate: bool, types: frozenset, wildcard: bool) -> np.ndarray:
-        """Sorted item rows (>= 0) of the matching interactions, followed by a -2 sentinel."""
-        hist_rows, hist_types = self._history()
+        """Item rows of the interactions whose event type matches (may hold -1)."""
+        hist_rows, hist_types, _ = self._hist
         if wildcard:
-            sel = hist_rows[:0] if negate else hist_rows
-        else:
+            return hist_rows[:0] if negate else hist_rows
+        if negate:
             present = frozenset(hist_types)
-            wanted = (present - types) if negate else (present & types)
+            wanted = present - types
             if not wanted:
-                sel = hist_rows[:0]
-            elif len(wanted) == len(present):
-                sel = hist_rows
-            else:
-                sel = _rows_of_types(hist_rows, hist_types, wanted)
-        k = sel.shape[0]
-        s = np.empty(k + 1, dtype=np.int64)
-        s[:k] = sel
-        s[:k].sort()
-        s[k] = -2
-        if k and s[0] < 0:  # interactions with items unknown to the model never match
-            s = s[np.searchsorted(s[:k], 0):]
-        return s
+                return hist_rows[:0]
+            if len(wanted) == len(present):
+                return hist_rows
+            types = wanted
+        return _rows_of_types(hist_rows, hist_types, types)
 
     def interacted(self, rows: np.ndarray, negate: bool, types: frozenset, wildcard: bool) -> np.ndarray:
         """Per candidate: is it among the user's recent interactions of the selected event types?"""
         if self._hist is None:
             self._history()
         key = (negate, wildcard, types)
-        s = self._selected.get(key)
-        if s is None:
-            s = self._selected[key] = self._select(negate, types, wildcard)
-        if s.shape[0] == 1:
+        sel = self._selected.get(key)
+        if sel is None:
+            sel = self._selected[key] = self._select(negate, types, wildcard)
+        if sel.shape[0] == 0:
             return np.zeros(rows.shape[0], dtype=bool)
-        # searchsorted over all but the sentinel: an index past the end lands on the sentinel (-2),
-        # which equals no row (unknown candidates are -1).
-        return s[s[:-1].searchsorted(rows)] == rows
+        # Scatter the selected rows into a per-thread scratch vector, gather the candidates, clear.
+        # The scratch is longer than the largest row + 1, so its last entry is never a real row:
+        # an interaction row of -1 lands there and is cleared before gathering, and candidate
+        # rows past the end clip to it. Candidate -1 clips to entry 0 and is fixed up.
+        buf = _scratch(self._hist[2] + 3)
+        buf[sel] = True
+        buf[-1] = False
+        out = buf.take(rows, mode="clip")
+        if buf[0]:
+            out[rows < 0] = False
+        buf[sel] = False
+        return out
+
+
+_TLS = threading.local()
+
+
+def _scratch(size: int) -> np.ndarray:
+    """An all-False bool vector of at least ``size`` entries, private to this thread."""
+    buf = getattr(_TLS, "buf", None)
+    if buf is None or buf.shape[0] < size:
+        buf = _TLS.buf = np.zeros(max(size, 2 * (0 if buf is None else buf.shape[0]), 1024), dtype=bool)
+    return buf
 
 
 def _rows_of_types(hist_rows: np.ndarray, hist_types: Sequence[str], wanted: frozenset) -> np.ndarray:
     """``hist_rows`` where the event type is in ``wanted``.
 
     Callers usually list interactions grouped by event type (the 100 most recent of each), so
-    first try C-level ``list.index``/``count`` to find each wanted type as one contiguous run;
+    first try C-level ``list.count``/``index`` to find each wanted type as one contiguous run;
     otherwise test every interaction.
     """
+    n = hist_rows.shape[0]
     if type(hist_types) in (list, tuple):
         parts = []
         for t in wanted:
             c = hist_types.count(t)
+            if c == 0:
+                continue
+            if c == n:
+                return hist_rows
             i = hist_types.index(t)
             if hist_types[i:i + c].count(t) != c:
                 break
             parts.append(hist_rows[i:i + c])
         else:
+            if not parts:
+                return hist_rows[:0]
             return parts[0] if len(parts) == 1 else np.concatenate(parts)
-    hit = np.fromiter(map(wanted.__contains__, hist_types), dtype=bool, count=hist_rows.shape[0])
+    hit = np.fromiter(map(wanted.__contains__, hist_types), dtype=bool, count=n)
     return hist_rows[hit]
 
 
@@ -1165,7 +1212,7 @@ class FilterPlan:
                 exc = m if exc is None else (exc | m)
         if inc is None:
             return np.ones(rows.shape[0], dtype=bool) if exc is None else ~exc
-        return inc if exc is None else (inc & ~exc)
+        return inc if exc is None else np.greater(inc, exc)  # inc & ~exc in one pass
 
 
 def compile_filter(expression: str) -> FilterPlan:
