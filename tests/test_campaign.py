@@ -213,10 +213,11 @@ def test_filter_plan_renormalises():
     ids = [str(i) for i in range(20)] + ["unknown", "4"]
     r = CAMPAIGN.rank("5", ids, filter=plan, filter_values={"X": '"1"'})
     kept = [str(i) for i in range(0, 20, 2)]
-    check_result(r, MODEL, MODEL.user_embeddings[5], kept + ["unknown"])
+    # row -1 stands for the unknown items: KeepEven drops it (-1 is odd), so they go too
+    check_result(r, MODEL, MODEL.user_embeddings[5], kept)
     data, user, rows, values = plan.calls[0]
     assert data is CAMPAIGN.data and user == "5" and values == {"X": '"1"'}
-    assert rows.tolist() == list(range(20))  # distinct known rows, input order
+    assert rows.tolist() == list(range(20)) + [-1]  # distinct known rows in input order, then -1
 
 
 def test_filter_by_arn_and_callable():
@@ -235,7 +236,9 @@ def test_filter_by_arn_and_callable():
     with pytest.raises(TypeError):
         c.rank("1", ["1"], filter=42)
     none_left = c.rank("1", ["1", "3", "zz"], filter=arn)
-    assert none_left.item_ids == ["zz"] and none_left.scores.size == 0
+    assert none_left.item_ids == [] and none_left.scores.size == 0  # KeepEven drops row -1 too
+    keep_unknown = c.rank("1", ["1", "3", "zz"], filter=lambda d, u, rows, v: rows < 0)
+    assert keep_unknown.item_ids == ["zz"] and keep_unknown.scores.size == 0
 
 
 def test_filter_sees_recent_interactions_with_overlay():

@@ -5,8 +5,8 @@ section 4):
 
 * scores are a softmax over the known, distinct, unfiltered input items (they sum to 1), highest
   first, ties in input order;
-* items the model does not know follow, in input order, without a score; a filter never removes
-  them (a filter sees item rows, and unknown items have none);
+* items the model does not know follow, in input order, without a score; they have no metadata
+  and no interactions, so an INCLUDE filter removes them and an EXCLUDE filter keeps them;
 * an unknown user is served from the model's cold-start vector (plus item bias), never an error;
 * duplicate IDs keep their first occurrence; an empty list gives an empty ranking;
 * ``context`` adds ``model.context[FIELD][value]`` to the user vector; an unknown value adds
@@ -298,6 +298,8 @@ class Campaign:
         self.model = model
         self.name = name
         self.arn = f"arn:aws:personalize:{region}:{account}:campaign/{name}"
+        self.region = region
+        self.account = account
         self.backend = backend
         self.filters: dict = {}
         self.data = CampaignData(model)
@@ -410,16 +412,115 @@ class Campaign:
                 krows = krows[first]
         return pos, krows, unknown
 
-    def _filter(self, filter, user_id, pos, krows, filter_values) -> tuple:
+    def _filter(self, filter, user_id, pos, krows, unknown, filter_values) -> tuple:
+        """Apply a filter to the known items (and decide the fate of the unknown ones).
+
+        Items the model does not know have no metadata and no interactions (row -1): they match
+        no condition, so an INCLUDE filter removes them and an EXCLUDE filter keeps them (still
+        last, unscored). The plan is asked once about row -1 on behalf of all of them.
+        """
         evaluate = self._resolve_filter(filter)
-        keep = np.asarray(evaluate(self.data, user_id, krows, filter_values or {}), dtype=bool)
-        if keep.shape != krows.shape:
-            raise ValueError(f"filter returned a mask of shape {keep.shape} for {krows.shape[0]} items")
+        rows = np.append(krows, -1) if unknown else krows
+        try:
+            keep = np.asarray(evaluate(self.data, user_id, rows, filter_values or {}), dtype=bool)
+        except PersonalizeError:
+            raise
+        except ValueError as e:  # e.g. a missing INCLUDE placeholder value, a malformed value
+            raise InvalidInputException(str(e)) from None
+        if keep.shape != rows.shape:
+            raise ValueError(f"filter returned a mask of shape {keep.shape} for {rows.shape[0]} items")
+        if unknown:
+            if not keep[-1]:
+                unknown = []
+            keep = keep[:-1]
         if pos is None:
             pos = np.arange(krows.shape[0], dtype=np.int64)
-        return pos[keep], krows[keep]
+        return pos[keep], krows[keep], unknown
 
     # ----------------------------------------------------------------- serving
+    # ----------------------------------------------------------------- filters and events
+    def filter_arn(self, name: str) -> str:
+        """ARN of the filter ``name``: ``arn:aws:personalize:<region>:<account>:filter/<name>``."""
+        return f"arn:aws:personalize:{self.region}:{self.account}:filter/{name}"
+
+    def create_filter(self, name: str, expression: str) -> str:
+        """Compile a Personalize filter expression, register it and return its ARN.
+
+        The expression is parsed once (``rankcore.filters.compile_filter``) and checked against
+        this model's schema (unknown fields, comparisons on non-numeric fields), like
+        Personalize's CreateFilter. Creating a filter under an existing name replaces it.
+
+        Raises
+        ------
+        rankcore.filters.FilterSyntaxError
+            The expression does not parse (a ``ValueError``, with the position).
+        ValueError
+            A bad name, or an expression that does not fit the model.
+        """
+        from .filters import compile_filter
+
+        if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
+            raise ValueError(f"filter name {name!r} must be 1-63 characters of [a-zA-Z0-9-_] "
+                             "starting with a letter or digit")
+        plan = compile_filter(expression)
+        plan.validate(self.data)
+        arn = self.filter_arn(name)
+        filters = dict(self.filters)
+        filters[arn] = plan
+        self.filters = filters  # one assignment: concurrent readers see the old or the new dict
+        return arn
+
+    def delete_filter(self, filter_arn: str) -> None:
+        """Remove a filter (``ResourceNotFoundException`` when there is none with that ARN)."""
+        if filter_arn not in self.filters:
+            raise ResourceNotFoundException(f"Resource {filter_arn} does not exist.")
+        filters = dict(self.filters)
+        del filters[filter_arn]
+        self.filters = filters
+
+    def put_events(self, user_id: str, events: Sequence[Mapping]) -> None:
+        """Record interactions (Personalize's PutEvents) so interaction filters see them next call.
+
+        Parameters
+        ----------
+        user_id : str
+        events : list of dict
+            Each with ``itemId`` (str), ``eventType`` (str) and ``sentAt`` (epoch seconds as a
+            number, or a ``datetime``; naive datetimes are taken as UTC). Items the model does
+            not know are recorded but never match a filter (they have no row).
+
+        Thread-safe while other threads rank. The whole list is validated before anything is
+        recorded, so a bad event records nothing (``InvalidInputException`` naming it).
+        """
+        import datetime as _dt
+
+        if not isinstance(user_id, str) or not user_id:
+            raise InvalidInputException("userId must be a non-empty string")
+        if isinstance(events, (str, bytes, Mapping)) or not isinstance(events, Sequence):
+            raise InvalidInputException("events must be a list of event dicts")
+        if not 1 <= len(events) <= 10:
+            raise InvalidInputException("events must hold 1 to 10 events (PutEvents' limit)")
+        item_ids, types, stamps = [], [], []
+        for i, ev in enumerate(events):
+            if not isinstance(ev, Mapping):
+                raise InvalidInputException(f"event {i} must be a dict")
+            item, etype, sent = ev.get("itemId"), ev.get("eventType"), ev.get("sentAt")
+            if not isinstance(item, str) or not item:
+                raise InvalidInputException(f"event {i}: itemId must be a non-empty string")
+            if not isinstance(etype, str) or not etype:
+                raise InvalidInputException(f"event {i}: eventType must be a non-empty string")
+            if isinstance(sent, _dt.datetime):
+                if sent.tzinfo is None:
+                    sent = sent.replace(tzinfo=_dt.timezone.utc)
+                sent = sent.timestamp()
+            elif isinstance(sent, bool) or not isinstance(sent, (int, float)) or sent != sent:
+                raise InvalidInputException(f"event {i}: sentAt must be epoch seconds or a datetime")
+            item_ids.append(item)
+            types.append(etype)
+            stamps.append(float(sent))
+        rows = self._lookup(item_ids)
+        self.data.record_interactions(user_id, rows.tolist(), types, stamps)
+
     def rank(self, user_id: str, item_ids: Sequence[str], *, context: Mapping[str, str] | None = None,
              filter=None, filter_values: Mapping[str, str] | None = None,
              metadata_columns=None) -> RankingResult:
@@ -433,8 +534,8 @@ class Campaign:
         context : mapping of str to str, optional
         filter : filter ARN (looked up in ``self.filters``), plan object or callable, optional
             ``evaluate(self.data, user_id, item_rows int64 (m,), filter_values)`` -> bool (m,)
-            keep-mask over the known distinct items; the rest are dropped and the scores
-            renormalised over what remains.
+            keep-mask over the distinct items (row -1 stands for the unknown ones); the rest are
+            dropped and the scores renormalised over what remains.
         filter_values : mapping of str to str, optional
         metadata_columns : ``{"ITEMS": [names]}`` or a list of names, optional
 
@@ -449,7 +550,7 @@ class Campaign:
         rows = self._lookup(item_ids)
         pos, krows, unknown = self._dedupe(item_ids, rows)
         if filter is not None:
-            pos, krows = self._filter(filter, user_id, pos, krows, filter_values)
+            pos, krows, unknown = self._filter(filter, user_id, pos, krows, unknown, filter_values)
         rid = "RID-" + str(uuid.uuid4())
         if krows.shape[0] == 0:
             return RankingResult(item_ids, _EMPTY_I64, _EMPTY_F32, _EMPTY_I64, unknown, rid, meta)
@@ -481,7 +582,8 @@ class Campaign:
             rows = rows_all[bounds[i]:bounds[i + 1]]
             pos, krows, unknown = self._dedupe(p["item_ids"], rows)
             if p.get("filter") is not None:
-                pos, krows = self._filter(p["filter"], p["user_id"], pos, krows, p.get("filter_values"))
+                pos, krows, unknown = self._filter(p["filter"], p["user_id"], pos, krows, unknown,
+                                                   p.get("filter_values"))
             users.append(u)
             cands.append(krows)
             prepared.append((pos, unknown, meta))
