@@ -511,3 +511,24 @@ def test_idindex_large():
     got = ix.lookup(query)
     np.testing.assert_array_equal(got[:5000], rows)
     assert np.all(got[5000:] == -1)
+
+
+@pytest.mark.parametrize("K", [33, 700, 4096, 4097, 9000])
+@pytest.mark.parametrize("shape", ["normal", "skewed", "ties"])
+def test_sort_paths(kernel, K, shape):
+    """Exercise every ordering path (insertion, bucket, top-k selection, LSD radix) and skewed keys."""
+    rng = np.random.default_rng(K)
+    dim = 4
+    table = rng.standard_normal((K, dim)).astype(np.float32)
+    if shape == "skewed":  # one dominant logit, the rest packed in a narrow band
+        table[:, 0] = 1e-3 * table[:, 0]
+        table[7, 0] = 60.0
+    elif shape == "ties":
+        table = np.repeat(table[:5], K // 5 + 1, axis=0)[:K].copy()
+    user = np.array([1.0, 0.5, -0.25, 0.125], dtype=np.float32)
+    cands = rng.permutation(K).astype(np.int64)
+    full_s, _ = _core.score(user[None, :], table, None, dim, cands, None, False, 1)
+    for k in (-1, 3, K // 2):
+        pos, _, scores, _, _ = _core.rank(user[None, :], table, None, dim, cands, None, False, k, 1)
+        expected = np.argsort(-full_s, kind="stable")
+        np.testing.assert_array_equal(pos, expected[: len(pos)])

@@ -31,7 +31,10 @@
 namespace rankcore {
 
 /// How many candidates ahead gather_dot prefetches rows.
-constexpr index_t prefetch_distance = 12;
+#ifndef RANKCORE_PREFETCH_DISTANCE
+#define RANKCORE_PREFETCH_DISTANCE 12
+#endif
+constexpr index_t prefetch_distance = RANKCORE_PREFETCH_DISTANCE;
 
 /**
  * @brief Float32 dot product, scalar reference.

@@ -10,6 +10,10 @@
  * order is exactly "descending score, ties by ascending position". Then:
  * - n <= 32: insertion sort;
  * - k small (k * 8 <= n): `std::nth_element` then `std::sort` of the first k words;
+ * - n <= 4096: one counting-sort pass into next_pow2(n) buckets on the top bits of
+ *   (key - min key), then one insertion-sort pass over the whole array (words are only
+ *   out of order within a bucket); buckets holding more than 24 words are first sorted
+ *   with std::sort, which bounds the worst case to O(n log n);
  * - otherwise an LSD radix sort (8-bit digits) on the 32 key bits; stable, so the
  *   positions, already ascending, break ties. Digits that are equal across all words
  *   (common for the top byte of probabilities) are skipped.
@@ -25,6 +29,16 @@
 #include "rankcore/types.h"
 
 namespace rankcore {
+
+/// Sort a short array of distinct words ascending.
+inline void insertion_sort(std::uint64_t* a, std::size_t n) noexcept {
+    for (std::size_t i = 1; i < n; ++i) {
+        const std::uint64_t v = a[i];
+        std::size_t j = i;
+        for (; j > 0 && a[j - 1] > v; --j) a[j] = a[j - 1];
+        a[j] = v;
+    }
+}
 
 /// Map a float to a 32-bit key that sorts ascending when the floats sort descending.
 inline std::uint32_t descending_key(float x) noexcept {
@@ -58,18 +72,45 @@ inline void order_desc_stable(const float* scores, index_t n, index_t k, index_t
     if (scratch.size() < 2 * un) scratch.resize(2 * un);
     std::uint64_t* a = scratch.data();
     std::uint64_t* b = a + un;
-    for (std::size_t i = 0; i < un; ++i) a[i] = (std::uint64_t(descending_key(scores[i])) << 32) | i;
+    std::uint32_t kmin = 0xffffffffu, kmax = 0;
+    for (std::size_t i = 0; i < un; ++i) {
+        const std::uint32_t key = descending_key(scores[i]);
+        kmin = key < kmin ? key : kmin;
+        kmax = key > kmax ? key : kmax;
+        a[i] = (std::uint64_t(key) << 32) | i;
+    }
 
     if (n <= 32) {
-        for (std::size_t i = 1; i < un; ++i) {
-            const std::uint64_t v = a[i];
-            std::size_t j = i;
-            for (; j > 0 && a[j - 1] > v; --j) a[j] = a[j - 1];
-            a[j] = v;
-        }
+        insertion_sort(a, un);
     } else if (k * 8 <= n) {
         std::nth_element(a, a + k, a + un);
         std::sort(a, a + k);
+    } else if (n <= 4096) {
+        // One counting-sort pass on the top bits of (key - kmin), then sort each bucket.
+        std::uint32_t counts[4097];
+        std::size_t n_buckets = 1;
+        while (n_buckets < un) n_buckets *= 2;
+        const std::uint32_t range = kmax - kmin;
+        int shift = 0;
+        while ((range >> shift) >= n_buckets) ++shift;
+        std::fill(counts, counts + n_buckets + 1, 0u);
+        for (std::size_t i = 0; i < un; ++i) ++counts[((std::uint32_t(a[i] >> 32) - kmin) >> shift) + 1];
+        std::uint32_t largest = 0;
+        for (std::size_t v = 1; v <= n_buckets; ++v) {
+            largest = counts[v] > largest ? counts[v] : largest;
+            counts[v] += counts[v - 1];
+        }
+        // counts[v] is now the start of bucket v; scatter advances it to the start of v + 1.
+        for (std::size_t i = 0; i < un; ++i) b[counts[(std::uint32_t(a[i] >> 32) - kmin) >> shift]++] = a[i];
+        if (largest > 24) {  // skewed keys: sort big buckets first so the final pass stays linear
+            std::size_t start = 0;
+            for (std::size_t v = 0; v < n_buckets && start < un; ++v) {
+                if (counts[v] - start > 24) std::sort(b + start, b + counts[v]);
+                start = counts[v];
+            }
+        }
+        insertion_sort(b, un);  // words are only out of order within a bucket
+        std::swap(a, b);
     } else {
         std::uint32_t hist[4][256] = {};
         for (std::size_t i = 0; i < un; ++i) {
