@@ -1,0 +1,159 @@
+/**
+ * @file dot.h
+ * @brief Dot products and gathered dot products (candidate logits).
+ *
+ * Ops, dtypes and ISAs in this file:
+ *
+ * | op            | inputs        | accumulator | ISAs                          |
+ * |---------------|---------------|-------------|-------------------------------|
+ * | dot           | f32 x f32     | f32         | serial, avx2 (AVX2 + FMA)     |
+ * | dot (double)  | f32 x f32     | f64         | serial only (fallback path)   |
+ * | gather_dot    | f32 table rows| f32         | serial, avx2                  |
+ *
+ * Accumulators: the float32 kernels accumulate in float32, as the numerical policy
+ * allows any summation order. The serial kernel uses four independent scalar
+ * accumulators (instruction-level parallelism without relying on `-ffast-math`);
+ * the AVX2 kernel uses four 8-lane FMA accumulators over blocks of 32 floats, then
+ * one accumulator over blocks of 8, then a masked load for the final 1..7 floats
+ * (`_mm256_maskload_ps` never touches the masked-off lanes, so rows need no padding).
+ *
+ * `gather_dot_*` computes `out[i] = dot(table[rows[i], :dim], user) + bias[rows[i]]`
+ * and prefetches every cache line of the row `prefetch_distance` candidates ahead:
+ * rows of a large table are random DRAM accesses and the prefetch lets several be
+ * in flight at once.
+ */
+#pragma once
+
+#include <cstddef>
+
+#include "rankcore/types.h"
+
+namespace rankcore {
+
+/// How many candidates ahead gather_dot prefetches rows.
+#ifndef RANKCORE_PREFETCH_DISTANCE
+#define RANKCORE_PREFETCH_DISTANCE 12
+#endif
+constexpr index_t prefetch_distance = RANKCORE_PREFETCH_DISTANCE;
+
+/**
+ * @brief Float32 dot product, scalar reference.
+ * @param a  (n,) float32
+ * @param b  (n,) float32
+ * @param n  number of elements (may be 0)
+ */
+inline float dot_f32_serial(const float* a, const float* b, std::size_t n) noexcept {
+    float s0 = 0.f, s1 = 0.f, s2 = 0.f, s3 = 0.f;
+    std::size_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        s0 += a[i] * b[i];
+        s1 += a[i + 1] * b[i + 1];
+        s2 += a[i + 2] * b[i + 2];
+        s3 += a[i + 3] * b[i + 3];
+    }
+    for (; i < n; ++i) s0 += a[i] * b[i];
+    return (s0 + s1) + (s2 + s3);
+}
+
+/**
+ * @brief Dot product of two float32 vectors with double products and a double sum.
+ * Used when the float32 logits of a request overflow (see softmax.h).
+ * @param a  (n,) float32
+ * @param b  (n,) float32
+ */
+inline double dot_f32_f64_serial(const float* a, const float* b, std::size_t n) noexcept {
+    double s = 0.0;
+    for (std::size_t i = 0; i < n; ++i) s += static_cast<double>(a[i]) * static_cast<double>(b[i]);
+    return s;
+}
+
+/**
+ * @brief Logits of gathered table rows, scalar reference.
+ * @param table  (n_rows, ld) float32, row-major
+ * @param ld     leading dimension of `table` in floats (ld >= dim)
+ * @param dim    number of leading columns used in the dot product
+ * @param user   (dim,) float32
+ * @param rows   (n,) row indices into `table`, each in [0, n_rows)
+ * @param n      number of rows to score
+ * @param bias   (n_rows,) float32 or nullptr
+ * @param out    (n,) float32 output: `dot(table[rows[i], :dim], user) + bias[rows[i]]`
+ */
+inline void gather_dot_f32_serial(const float* table, index_t ld, index_t dim, const float* user,
+                                  const index_t* rows, index_t n, const float* bias, float* out) noexcept {
+    const std::size_t row_bytes = static_cast<std::size_t>(dim) * sizeof(float);
+    for (index_t i = 0; i < n && i < prefetch_distance; ++i) prefetch_range(table + rows[i] * ld, row_bytes);
+    for (index_t i = 0; i < n; ++i) {
+        if (i + prefetch_distance < n) prefetch_range(table + rows[i + prefetch_distance] * ld, row_bytes);
+        const index_t r = rows[i];
+        float l = dot_f32_serial(table + r * ld, user, static_cast<std::size_t>(dim));
+        if (bias) l += bias[r];
+        out[i] = l;
+    }
+}
+
+#if defined(RANKCORE_X86_64)
+
+namespace detail {
+/// Lanes [8 - k, 16 - k) of this table form a mask whose first k lanes are set.
+alignas(64) inline const std::int32_t avx2_tail_mask_table[16] = {-1, -1, -1, -1, -1, -1, -1, -1,
+                                                                  0,  0,  0,  0,  0,  0,  0,  0};
+
+RANKCORE_TARGET_AVX2 inline __m256i avx2_tail_mask(std::size_t k) noexcept {
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(avx2_tail_mask_table + 8 - k));
+}
+
+RANKCORE_TARGET_AVX2 inline float avx2_hsum(__m256 v) noexcept {
+    __m128 lo = _mm256_castps256_ps128(v);
+    __m128 hi = _mm256_extractf128_ps(v, 1);
+    lo = _mm_add_ps(lo, hi);
+    __m128 sh = _mm_movehdup_ps(lo);
+    lo = _mm_add_ps(lo, sh);
+    sh = _mm_movehl_ps(sh, lo);
+    lo = _mm_add_ss(lo, sh);
+    return _mm_cvtss_f32(lo);
+}
+}  // namespace detail
+
+/**
+ * @brief Float32 dot product, AVX2 + FMA. Unaligned loads; no padding required.
+ * @param a  (n,) float32
+ * @param b  (n,) float32
+ */
+RANKCORE_TARGET_AVX2 inline float dot_f32_avx2(const float* a, const float* b, std::size_t n) noexcept {
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    __m256 acc2 = _mm256_setzero_ps(), acc3 = _mm256_setzero_ps();
+    std::size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), acc1);
+        acc2 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 16), _mm256_loadu_ps(b + i + 16), acc2);
+        acc3 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 24), _mm256_loadu_ps(b + i + 24), acc3);
+    }
+    for (; i + 8 <= n; i += 8) acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
+    if (i < n) {
+        const __m256i mask = detail::avx2_tail_mask(n - i);
+        acc1 = _mm256_fmadd_ps(_mm256_maskload_ps(a + i, mask), _mm256_maskload_ps(b + i, mask), acc1);
+    }
+    return detail::avx2_hsum(_mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3)));
+}
+
+/**
+ * @brief Logits of gathered table rows, AVX2 + FMA. Same contract as gather_dot_f32_serial.
+ */
+RANKCORE_TARGET_AVX2 inline void gather_dot_f32_avx2(const float* table, index_t ld, index_t dim, const float* user,
+                                                     const index_t* rows, index_t n, const float* bias,
+                                                     float* out) noexcept {
+    const std::size_t row_bytes = static_cast<std::size_t>(dim) * sizeof(float);
+    for (index_t i = 0; i < n && i < prefetch_distance; ++i) prefetch_range(table + rows[i] * ld, row_bytes);
+    for (index_t i = 0; i < n; ++i) {
+        if (i + prefetch_distance < n) prefetch_range(table + rows[i + prefetch_distance] * ld, row_bytes);
+        const index_t r = rows[i];
+        float l = dot_f32_avx2(table + r * ld, user, static_cast<std::size_t>(dim));
+        if (bias) l += bias[r];
+        out[i] = l;
+    }
+}
+
+#endif  // RANKCORE_X86_64
+
+}  // namespace rankcore

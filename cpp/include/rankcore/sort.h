@@ -1,0 +1,139 @@
+/**
+ * @file sort.h
+ * @brief Stable descending order of float32 scores, full or top-k.
+ *
+ * Ops, dtypes and ISAs in this file: `order_desc_stable` on f32 scores, portable C++ only.
+ *
+ * Each score is mapped to a 32-bit key whose unsigned order is the descending float order
+ * (the usual sign-flip transform, inverted). The key goes into the high half of a 64-bit
+ * word and the position into the low half, so all words are distinct and ascending word
+ * order is exactly "descending score, ties by ascending position". Then:
+ * - n <= 32: insertion sort;
+ * - k small (k * 8 <= n): `std::nth_element` then `std::sort` of the first k words;
+ * - n <= 4096: one counting-sort pass into next_pow2(n) buckets on the top bits of
+ *   (key - min key), then one insertion-sort pass over the whole array (words are only
+ *   out of order within a bucket); buckets holding more than 24 words are first sorted
+ *   with std::sort, which bounds the worst case to O(n log n);
+ * - otherwise an LSD radix sort (8-bit digits) on the 32 key bits; stable, so the
+ *   positions, already ascending, break ties. Digits that are equal across all words
+ *   (common for the top byte of probabilities) are skipped.
+ * NaN scores are out of scope (the softmax never produces them).
+ */
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "rankcore/types.h"
+
+namespace rankcore {
+
+/// Sort a short array of distinct words ascending.
+inline void insertion_sort(std::uint64_t* a, std::size_t n) noexcept {
+    for (std::size_t i = 1; i < n; ++i) {
+        const std::uint64_t v = a[i];
+        std::size_t j = i;
+        for (; j > 0 && a[j - 1] > v; --j) a[j] = a[j - 1];
+        a[j] = v;
+    }
+}
+
+/// Map a float to a 32-bit key that sorts ascending when the floats sort descending.
+inline std::uint32_t descending_key(float x) noexcept {
+    std::uint32_t bits;
+    std::memcpy(&bits, &x, sizeof bits);
+    const std::uint32_t ascending = (bits & 0x80000000u) ? ~bits : (bits | 0x80000000u);
+    return ~ascending;
+}
+
+/**
+ * @brief Indices of the k largest scores, largest first, ties by ascending index.
+ * @param scores   (n,) float32, no NaN; n < 2^32
+ * @param n        number of scores
+ * @param k        number of indices wanted, 0 <= k <= n
+ * @param order    (k,) output indices into `scores`
+ * @param scratch  workspace, resized as needed (reuse it across calls to avoid allocation)
+ */
+inline void order_desc_stable(const float* scores, index_t n, index_t k, index_t* order,
+                              std::vector<std::uint64_t>& scratch) {
+    if (k <= 0 || n <= 0) return;
+    if (n > index_t(0xffffffff)) {  // positions no longer fit the low half of a word
+        std::vector<index_t> idx(static_cast<std::size_t>(n));
+        for (index_t i = 0; i < n; ++i) idx[static_cast<std::size_t>(i)] = i;
+        std::stable_sort(idx.begin(), idx.end(), [&](index_t x, index_t y) {
+            return descending_key(scores[x]) < descending_key(scores[y]);
+        });
+        std::copy(idx.begin(), idx.begin() + k, order);
+        return;
+    }
+    const std::size_t un = static_cast<std::size_t>(n);
+    if (scratch.size() < 2 * un) scratch.resize(2 * un);
+    std::uint64_t* a = scratch.data();
+    std::uint64_t* b = a + un;
+    std::uint32_t kmin = 0xffffffffu, kmax = 0;
+    for (std::size_t i = 0; i < un; ++i) {
+        const std::uint32_t key = descending_key(scores[i]);
+        kmin = key < kmin ? key : kmin;
+        kmax = key > kmax ? key : kmax;
+        a[i] = (std::uint64_t(key) << 32) | i;
+    }
+
+    if (n <= 32) {
+        insertion_sort(a, un);
+    } else if (k * 8 <= n) {
+        std::nth_element(a, a + k, a + un);
+        std::sort(a, a + k);
+    } else if (n <= 4096) {
+        // One counting-sort pass on the top bits of (key - kmin), then sort each bucket.
+        std::uint32_t counts[4097];
+        std::size_t n_buckets = 1;
+        while (n_buckets < un) n_buckets *= 2;
+        const std::uint32_t range = kmax - kmin;
+        int shift = 0;
+        while ((range >> shift) >= n_buckets) ++shift;
+        std::fill(counts, counts + n_buckets + 1, 0u);
+        for (std::size_t i = 0; i < un; ++i) ++counts[((std::uint32_t(a[i] >> 32) - kmin) >> shift) + 1];
+        std::uint32_t largest = 0;
+        for (std::size_t v = 1; v <= n_buckets; ++v) {
+            largest = counts[v] > largest ? counts[v] : largest;
+            counts[v] += counts[v - 1];
+        }
+        // counts[v] is now the start of bucket v; scatter advances it to the start of v + 1.
+        for (std::size_t i = 0; i < un; ++i) b[counts[(std::uint32_t(a[i] >> 32) - kmin) >> shift]++] = a[i];
+        if (largest > 24) {  // skewed keys: sort big buckets first so the final pass stays linear
+            std::size_t start = 0;
+            for (std::size_t v = 0; v < n_buckets && start < un; ++v) {
+                if (counts[v] - start > 24) std::sort(b + start, b + counts[v]);
+                start = counts[v];
+            }
+        }
+        insertion_sort(b, un);  // words are only out of order within a bucket
+        std::swap(a, b);
+    } else {
+        std::uint32_t hist[4][256] = {};
+        for (std::size_t i = 0; i < un; ++i) {
+            const std::uint32_t key = std::uint32_t(a[i] >> 32);
+            ++hist[0][key & 0xff];
+            ++hist[1][(key >> 8) & 0xff];
+            ++hist[2][(key >> 16) & 0xff];
+            ++hist[3][key >> 24];
+        }
+        for (int d = 0; d < 4; ++d) {
+            const int shift = 32 + 8 * d;
+            if (hist[d][(a[0] >> shift) & 0xff] == un) continue;  // every word has this digit
+            std::uint32_t pos[256];
+            std::uint32_t sum = 0;
+            for (int v = 0; v < 256; ++v) {
+                pos[v] = sum;
+                sum += hist[d][v];
+            }
+            for (std::size_t i = 0; i < un; ++i) b[pos[(a[i] >> shift) & 0xff]++] = a[i];
+            std::swap(a, b);
+        }
+    }
+    for (index_t i = 0; i < k; ++i) order[i] = static_cast<index_t>(a[i] & 0xffffffffu);
+}
+
+}  // namespace rankcore

@@ -1,0 +1,420 @@
+/**
+ * @file bindings.cpp
+ * @brief The only pybind11 file: convert -> validate -> allocate outputs -> release the GIL -> call -> wrap.
+ *
+ * Array arguments are taken as plain Python objects and checked here, so a rejected array
+ * gets a message saying what to pass; nothing is ever converted or copied silently (copies
+ * belong in Python, where they are visible). Errors: TypeError for a wrong type or dtype,
+ * ValueError for wrong shapes, layouts or values (std::invalid_argument), IndexError for an
+ * out-of-range candidate (std::out_of_range).
+ */
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <array>
+#include <cstring>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "rankcore/dispatch.h"
+#include "rankcore/idindex.h"
+#include "rankcore/score.h"
+
+#ifndef RANKCORE_COMPILE_FLAGS
+#define RANKCORE_COMPILE_FLAGS "unknown"
+#endif
+
+namespace py = pybind11;
+using rankcore::index_t;
+
+namespace {
+
+template <class T>
+using carray = py::array_t<T, py::array::c_style>;
+
+/// `obj` as a C-contiguous, aligned array of exactly dtype T with `ndim` dimensions, or a clear error.
+template <class T>
+carray<T> require_array(const py::handle& obj, const char* name, const char* dtype, int ndim) {
+    const std::string fix = std::string("; use np.ascontiguousarray(") + name + ", dtype=np." + dtype + ")";
+    if (!py::isinstance<py::array>(obj))
+        throw py::type_error(std::string(name) + " must be a C-contiguous " + dtype + " NumPy array, got " +
+                             std::string(py::str(py::type::handle_of(obj).attr("__name__"))) + fix);
+    if (!py::array_t<T, py::array::forcecast>::check_(obj))
+        throw py::type_error(std::string(name) + " must be a C-contiguous " + dtype + " array, got dtype " +
+                             std::string(py::str(obj.attr("dtype"))) + fix);
+    if (!carray<T>::check_(obj))
+        throw py::value_error(std::string(name) + " must be a C-contiguous " + dtype + " array" + fix);
+    auto arr = py::reinterpret_borrow<carray<T>>(obj);
+    if (!(arr.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_))
+        throw py::value_error(std::string(name) + " is not aligned to its dtype" + fix);
+    if (arr.ndim() != ndim)
+        throw py::value_error(std::string(name) + " must be " + std::to_string(ndim) + "-D, got " +
+                              std::to_string(arr.ndim()) + "-D");
+    return arr;
+}
+
+/// Checked inputs of score/rank; the arrays stay referenced for the duration of the call.
+struct Inputs {
+    carray<float> users, table, bias;
+    carray<index_t> candidates, offsets;
+    std::array<index_t, 2> single_offsets{};
+    rankcore::Problem problem;
+    int threads = 1;
+};
+
+Inputs convert(const py::object& users, const py::object& table, const py::object& bias, index_t dim,
+               const py::object& candidates, const py::object& offsets, bool padded, index_t threads) {
+    Inputs in;
+    rankcore::Problem& p = in.problem;
+    in.users = require_array<float>(users, "users", "float32", 2);
+    in.table = require_array<float>(table, "table", "float32", 2);
+    in.candidates = require_array<index_t>(candidates, "candidates", "int64", 1);
+    if (dim < 1) throw py::value_error("dim must be >= 1, got " + std::to_string(dim));
+    if (in.users.shape(1) != dim)
+        throw py::value_error("users has " + std::to_string(in.users.shape(1)) + " columns, expected dim=" +
+                              std::to_string(dim));
+    if (in.table.shape(1) < dim)
+        throw py::value_error("table has " + std::to_string(in.table.shape(1)) + " columns, fewer than dim=" +
+                              std::to_string(dim));
+    if (threads < 0) throw py::value_error("threads must be >= 0 (0 = all cores), got " + std::to_string(threads));
+    p.users = in.users.data();
+    p.table = in.table.data();
+    p.n_rows = in.table.shape(0);
+    p.ld = in.table.shape(1);
+    p.dim = dim;
+    p.candidates = in.candidates.data();
+    p.n_candidates = in.candidates.shape(0);
+    p.n_requests = in.users.shape(0);
+    p.padded = padded;
+    if (!bias.is_none()) {
+        in.bias = require_array<float>(bias, "bias", "float32", 1);
+        if (in.bias.shape(0) != p.n_rows)
+            throw py::value_error("bias has " + std::to_string(in.bias.shape(0)) + " entries, expected one per table row (" +
+                                  std::to_string(p.n_rows) + ")");
+        p.bias = in.bias.data();
+    }
+    if (offsets.is_none()) {
+        if (p.n_requests != 1)
+            throw py::value_error("offsets=None means a single request, but users has " +
+                                  std::to_string(p.n_requests) + " rows; pass offsets of length " +
+                                  std::to_string(p.n_requests + 1));
+        in.single_offsets = {0, p.n_candidates};
+        p.offsets = in.single_offsets.data();
+    } else {
+        in.offsets = require_array<index_t>(offsets, "offsets", "int64", 1);
+        if (in.offsets.shape(0) != p.n_requests + 1)
+            throw py::value_error("offsets must have len(users) + 1 = " + std::to_string(p.n_requests + 1) +
+                                  " entries, got " + std::to_string(in.offsets.shape(0)));
+        p.offsets = in.offsets.data();
+    }
+    in.threads = static_cast<int>(std::min<index_t>(threads, 1 << 16));
+    return in;
+}
+
+py::tuple score(const py::object& users, const py::object& table, const py::object& bias, index_t dim,
+                const py::object& candidates, const py::object& offsets, bool padded, index_t threads) {
+    Inputs in = convert(users, table, bias, dim, candidates, offsets, padded, threads);
+    const rankcore::Problem& p = in.problem;
+    {
+        py::gil_scoped_release release;
+        rankcore::validate_problem(p);
+    }
+    carray<float> out_scores(p.n_candidates), out_logits(p.n_candidates);
+    float* s = out_scores.mutable_data();
+    float* l = out_logits.mutable_data();
+    const rankcore::KernelTable& kt = rankcore::active_kernel();
+    {
+        py::gil_scoped_release release;
+        rankcore::score_batch(p, kt, s, l, in.threads);
+    }
+    return py::make_tuple(out_scores, out_logits);
+}
+
+py::tuple rank(const py::object& users, const py::object& table, const py::object& bias, index_t dim,
+               const py::object& candidates, const py::object& offsets, bool padded, index_t k, index_t threads) {
+    Inputs in = convert(users, table, bias, dim, candidates, offsets, padded, threads);
+    const rankcore::Problem& p = in.problem;
+    if (k < -1) throw py::value_error("k must be -1 (all) or >= 0, got " + std::to_string(k));
+    carray<index_t> out_offsets(p.n_requests + 1);
+    index_t* oo = out_offsets.mutable_data();
+    {
+        py::gil_scoped_release release;
+        rankcore::validate_problem(p, k, oo);
+    }
+    const index_t total = oo[p.n_requests];
+    carray<index_t> positions(total), items(total);
+    carray<float> out_scores(total), out_logits(total);
+    index_t* pos = positions.mutable_data();
+    index_t* it = items.mutable_data();
+    float* s = out_scores.mutable_data();
+    float* l = out_logits.mutable_data();
+    const rankcore::KernelTable& kt = rankcore::active_kernel();
+    {
+        py::gil_scoped_release release;
+        rankcore::rank_batch(p, kt, oo, pos, it, s, l, in.threads);
+    }
+    return py::make_tuple(positions, items, out_scores, out_logits, out_offsets);
+}
+
+void set_kernel(const std::string& name) {
+    if (rankcore::set_active_kernel(name)) return;
+    std::string names;
+    for (const auto& n : rankcore::available_kernel_names()) names += (names.empty() ? "'" : ", '") + n + "'";
+    bool compiled = false;
+    for (const auto& n : rankcore::compiled_kernel_names()) compiled = compiled || n == name;
+    throw py::value_error("kernel '" + name + "' is " + (compiled ? "not supported by this CPU" : "unknown") +
+                          "; available: " + names);
+}
+
+std::string compiler_name() {
+#if defined(__clang__)
+    return "clang " + std::to_string(__clang_major__) + "." + std::to_string(__clang_minor__) + "." +
+           std::to_string(__clang_patchlevel__);
+#elif defined(__GNUC__)
+    return "gcc " + std::to_string(__GNUC__) + "." + std::to_string(__GNUC_MINOR__) + "." +
+           std::to_string(__GNUC_PATCHLEVEL__);
+#elif defined(_MSC_VER)
+    return "msvc " + std::to_string(_MSC_FULL_VER);
+#else
+    return "unknown";
+#endif
+}
+
+py::dict build_info() {
+    py::dict d;
+    d["compiler"] = compiler_name();
+    d["compile_flags"] = RANKCORE_COMPILE_FLAGS;
+    d["cplusplus"] = static_cast<long>(__cplusplus);
+    d["pybind11"] = std::to_string(PYBIND11_VERSION_MAJOR) + "." + std::to_string(PYBIND11_VERSION_MINOR) + "." +
+                    std::to_string(PYBIND11_VERSION_PATCH);
+    d["kernel"] = rankcore::active_kernel().name;
+    d["kernels_available"] = rankcore::available_kernel_names();
+    d["kernels_compiled"] = rankcore::compiled_kernel_names();
+    d["hardware_concurrency"] = std::thread::hardware_concurrency();
+#if defined(RANKCORE_X86_64)
+    d["arch"] = "x86_64";
+#elif defined(__aarch64__) || defined(_M_ARM64)
+    d["arch"] = "aarch64";
+#else
+    d["arch"] = "other";
+#endif
+    d["sizeof_index"] = sizeof(index_t);
+    d["sizeof_float"] = sizeof(float);
+    d["sizeof_pointer"] = sizeof(void*);
+    d["prefetch_distance"] = rankcore::prefetch_distance;
+    return d;
+}
+
+// ---------------------------------------------------------------------------------------------
+// IdIndex
+
+/// UTF-8 views of a list/tuple/array of str. Ids without a UTF-8 form (lone surrogates) are
+/// listed in `invalid` (their view is empty): they cannot be in any index.
+struct Utf8Views {
+    std::vector<const char*> ptrs;
+    std::vector<std::size_t> lens;
+    std::vector<std::size_t> invalid;
+    std::string storage;  // encoded bytes of NumPy '<U' input
+    py::object keep;      // the sequence the pointers borrow from
+};
+
+Utf8Views utf8_views(const py::handle& ids, bool strict) {
+    Utf8Views v;
+    const char* what = "ids must be a list or tuple of str, or a 1-D NumPy array of dtype object or str";
+    auto from_object = [&](PyObject* item, std::size_t i) {
+        if (!PyUnicode_Check(item))
+            throw py::type_error("ids[" + std::to_string(i) + "] is " +
+                                 std::string(Py_TYPE(item)->tp_name) + ", not str");
+        Py_ssize_t len = 0;
+        const char* s = PyUnicode_AsUTF8AndSize(item, &len);
+        if (!s) {
+            if (strict) throw py::error_already_set();
+            PyErr_Clear();
+            v.invalid.push_back(i);
+            s = "";
+            len = 0;
+        }
+        v.ptrs[i] = s;
+        v.lens[i] = static_cast<std::size_t>(len);
+    };
+    if (PyList_Check(ids.ptr()) || PyTuple_Check(ids.ptr())) {
+        v.keep = py::reinterpret_borrow<py::object>(ids);
+        const Py_ssize_t n = PySequence_Fast_GET_SIZE(ids.ptr());
+        PyObject** items = PySequence_Fast_ITEMS(ids.ptr());
+        v.ptrs.resize(static_cast<std::size_t>(n));
+        v.lens.resize(static_cast<std::size_t>(n));
+        for (Py_ssize_t i = 0; i < n; ++i) from_object(items[i], static_cast<std::size_t>(i));
+        return v;
+    }
+    if (!py::isinstance<py::array>(ids)) throw py::type_error(std::string(what) + ", got " + Py_TYPE(ids.ptr())->tp_name);
+    auto arr = py::reinterpret_borrow<py::array>(ids);
+    if (arr.ndim() != 1) throw py::value_error(std::string(what) + "; got a " + std::to_string(arr.ndim()) + "-D array");
+    v.keep = arr;
+    const std::size_t n = static_cast<std::size_t>(arr.shape(0));
+    const char kind = arr.dtype().kind();
+    const char* base = static_cast<const char*>(arr.data());
+    const py::ssize_t stride = arr.strides(0);
+    v.ptrs.resize(n);
+    v.lens.resize(n);
+    if (kind == 'O') {
+        for (std::size_t i = 0; i < n; ++i) {
+            PyObject* item;
+            std::memcpy(&item, base + static_cast<py::ssize_t>(i) * stride, sizeof item);
+            from_object(item, i);
+        }
+        return v;
+    }
+    if (kind == 'U') {
+        const char order = arr.dtype().byteorder();
+        if (order == '>') throw py::type_error("ids has big-endian str dtype; use ids.astype(str)");
+        const std::size_t width = static_cast<std::size_t>(arr.itemsize()) / 4;
+        std::vector<std::size_t> starts(n);
+        std::vector<std::uint32_t> buf(width);
+        for (std::size_t i = 0; i < n; ++i) {
+            std::memcpy(buf.data(), base + static_cast<py::ssize_t>(i) * stride, width * 4);
+            std::size_t len = width;
+            while (len > 0 && buf[len - 1] == 0) --len;  // NumPy strips trailing NULs
+            starts[i] = v.storage.size();
+            if (!rankcore::append_utf8_from_ucs4(buf.data(), len, v.storage)) {
+                if (strict) throw py::value_error("ids[" + std::to_string(i) + "] is not valid Unicode");
+                v.storage.resize(starts[i]);
+                v.invalid.push_back(i);
+            }
+            v.lens[i] = v.storage.size() - starts[i];
+        }
+        for (std::size_t i = 0; i < n; ++i) v.ptrs[i] = v.storage.data() + starts[i];
+        return v;
+    }
+    throw py::type_error(std::string(what) + ", got an array of dtype " + std::string(py::str(arr.dtype())));
+}
+
+class PyIdIndex {
+public:
+    static PyIdIndex from_sequence(const py::handle& ids) {
+        Utf8Views v = utf8_views(ids, true);
+        const std::size_t n = v.ptrs.size();
+        carray<index_t> offsets(static_cast<py::ssize_t>(n + 1));
+        index_t* o = offsets.mutable_data();
+        o[0] = 0;
+        for (std::size_t i = 0; i < n; ++i) o[i + 1] = o[i] + static_cast<index_t>(v.lens[i]);
+        carray<std::uint8_t> data(static_cast<py::ssize_t>(o[n]));
+        std::uint8_t* d = data.mutable_data();
+        for (std::size_t i = 0; i < n; ++i)
+            if (v.lens[i]) std::memcpy(d + o[i], v.ptrs[i], v.lens[i]);
+        data.attr("flags").attr("writeable") = false;
+        offsets.attr("flags").attr("writeable") = false;
+        return PyIdIndex(std::move(data), std::move(offsets));
+    }
+
+    static PyIdIndex from_blob(const py::object& data, const py::object& offsets) {
+        auto d = require_array<std::uint8_t>(data, "data", "uint8", 1);
+        auto o = require_array<index_t>(offsets, "offsets", "int64", 1);
+        if (o.shape(0) < 1) throw py::value_error("offsets must have n + 1 >= 1 entries");
+        rankcore::validate_id_blob(o.data(), o.shape(0) - 1, d.shape(0));
+        return PyIdIndex(std::move(d), std::move(o));
+    }
+
+    py::array_t<index_t> lookup(const py::handle& ids) const {
+        Utf8Views v = utf8_views(ids, false);
+        const index_t n = static_cast<index_t>(v.ptrs.size());
+        py::array_t<index_t> out(n);
+        index_t* r = out.mutable_data();
+        std::vector<std::uint64_t> hashes;
+        index_.find_batch(v.ptrs.data(), v.lens.data(), n, r, hashes);
+        for (std::size_t i : v.invalid) r[i] = -1;
+        return out;
+    }
+
+    index_t get(const py::handle& id) const {
+        if (!PyUnicode_Check(id.ptr())) throw py::type_error(std::string("id must be str, not ") + Py_TYPE(id.ptr())->tp_name);
+        Py_ssize_t len = 0;
+        const char* s = PyUnicode_AsUTF8AndSize(id.ptr(), &len);
+        if (!s) {
+            PyErr_Clear();
+            return -1;
+        }
+        return index_.find(s, static_cast<std::size_t>(len));
+    }
+
+    bool contains(const py::handle& id) const { return PyUnicode_Check(id.ptr()) && get(id) >= 0; }
+
+    index_t size() const { return index_.size(); }
+
+    py::str id_at(index_t row) const {
+        if (row < 0 || row >= index_.size())
+            throw py::index_error("row " + std::to_string(row) + " out of range for an IdIndex of " +
+                                  std::to_string(index_.size()) + " ids");
+        PyObject* s = PyUnicode_DecodeUTF8(reinterpret_cast<const char*>(index_.bytes(row)),
+                                           static_cast<Py_ssize_t>(index_.length(row)), "strict");
+        if (!s) throw py::error_already_set();
+        return py::reinterpret_steal<py::str>(s);
+    }
+
+    py::tuple blob() const { return py::make_tuple(data_, offsets_); }
+
+private:
+    PyIdIndex(carray<std::uint8_t> data, carray<index_t> offsets) : data_(std::move(data)), offsets_(std::move(offsets)) {
+        index_t dup[2] = {-1, -1};
+        bool ok;
+        {
+            py::gil_scoped_release release;
+            ok = index_.build(data_.data(), offsets_.data(), offsets_.shape(0) - 1, dup);
+        }
+        if (!ok) {
+            PyObject* s = PyUnicode_DecodeUTF8(reinterpret_cast<const char*>(index_.bytes(dup[0])),
+                                               static_cast<Py_ssize_t>(index_.length(dup[0])), "backslashreplace");
+            if (!s) throw py::error_already_set();
+            const std::string id = py::repr(py::reinterpret_steal<py::str>(s));
+            throw py::value_error("duplicate id " + id + " at rows " + std::to_string(dup[0]) + " and " +
+                                  std::to_string(dup[1]));
+        }
+    }
+
+    carray<std::uint8_t> data_;
+    carray<index_t> offsets_;
+    rankcore::IdIndex index_;
+};
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+    m.doc() = "rankcore native kernels: batched gather -> dot -> softmax -> sort, and a string id index.";
+
+    m.def("score", &score, py::arg("users"), py::arg("table"), py::arg("bias"), py::arg("dim"), py::arg("candidates"),
+          py::arg("offsets"), py::arg("padded"), py::arg("threads"),
+          R"doc(Softmax scores and logits of every candidate, in input order.
+
+users: float32 (B, dim); table: float32 (N, ld >= dim); bias: None or float32 (N,);
+candidates: int64 (n,); offsets: None (B == 1) or int64 (B + 1,); padded: -1 is padding;
+threads: 0 = all cores. Returns (scores, logits), float32 (n,) each; padding gets 0 and -inf.)doc");
+    m.def("rank", &rank, py::arg("users"), py::arg("table"), py::arg("bias"), py::arg("dim"), py::arg("candidates"),
+          py::arg("offsets"), py::arg("padded"), py::arg("k"), py::arg("threads"),
+          R"doc(Valid candidates of each request by descending score (ties: input order), top k (-1 = all).
+
+Returns (positions, items, scores, logits, out_offsets): int64, int64, float32, float32 flat arrays
+concatenated per request, and int64 (B + 1,) offsets into them.)doc");
+    m.def("active_kernel", []() { return std::string(rankcore::active_kernel().name); },
+          "Name of the kernel in use: 'avx2' or 'serial'.");
+    m.def("available_kernels", &rankcore::available_kernel_names, "Kernels this CPU can run, best last.");
+    m.def("set_kernel", &set_kernel, py::arg("name"),
+          "Use the named kernel from now on (ValueError if unknown or unsupported).");
+    m.def("build_info", &build_info, "Compiler, flags and kernel information of this build.");
+
+    py::class_<PyIdIndex>(m, "IdIndex", "Hash index from string ids to rows (read-only after construction).")
+        .def(py::init([](const py::object& ids) { return PyIdIndex::from_sequence(ids); }), py::arg("ids"))
+        .def_static("from_blob", &PyIdIndex::from_blob, py::arg("data"), py::arg("offsets"),
+                    "Index ids stored as UTF-8 bytes: id i is data[offsets[i]:offsets[i + 1]]. The arrays are "
+                    "referenced, not copied, and must not be modified afterwards.")
+        .def("lookup", &PyIdIndex::lookup, py::arg("ids"), "Rows of the ids (int64 array), -1 for unknown ids.")
+        .def("get", &PyIdIndex::get, py::arg("id"), "Row of the id, or -1.")
+        .def("__contains__", &PyIdIndex::contains, py::arg("id"))
+        .def("__len__", &PyIdIndex::size)
+        .def("id_at", &PyIdIndex::id_at, py::arg("row"), "The id stored at a row.")
+        .def("blob", &PyIdIndex::blob, "(data, offsets): the UTF-8 bytes and int64 offsets the index is built on.")
+        .def("__repr__", [](const PyIdIndex& self) { return "IdIndex(" + std::to_string(self.size()) + " ids)"; });
+
+    const std::string warning = rankcore::kernel_env_warning();
+    if (!warning.empty() && PyErr_WarnEx(PyExc_RuntimeWarning, warning.c_str(), 1) < 0) throw py::error_already_set();
+}
