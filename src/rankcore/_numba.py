@@ -20,7 +20,7 @@ from numba import njit, prange
 
 from ._reference import check_candidates, check_offsets, valid_counts
 
-__all__ = ["score", "rank", "naive_loop"]
+__all__ = ["score", "rank"]
 
 _F32 = np.float32
 
@@ -184,22 +184,6 @@ def _rank_serial(users, table, bias, has_bias, dim, cands, offsets, out_offsets,
     for b in range(offsets.shape[0] - 1):
         errors[b] = _rank_request(b, users, table, bias, has_bias, dim, cands, offsets, out_offsets,
                                   tmp_scores, tmp_logits, positions, items, scores, logits)
-
-
-@njit(cache=True)
-def _naive_loop_one(user, table, dim, cands, out):
-    for j in range(cands.shape[0]):
-        acc = np.float32(0.0)
-        for t in range(dim):
-            acc += table[cands[j], t] * user[t]
-        out[j] = acc
-
-
-def naive_loop(user, table, dim, cands):
-    """A plain ``@njit`` loop (logits only): the baseline a numba user would write."""
-    out = np.empty(cands.shape[0], dtype=np.float32)
-    _naive_loop_one(user, table, dim, cands, out)
-    return out
 
 
 _EMPTY_BIAS = np.zeros(0, dtype=np.float32)
