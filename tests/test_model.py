@@ -198,7 +198,7 @@ def assert_models_identical(a, b):
 
 
 @settings(max_examples=12, deadline=None)
-@given(n_users=st.integers(0, 30), n_items=st.integers(0, 60), dim=st.sampled_from([1, 3, 16, 17]),
+@given(n_users=st.integers(0, 30), n_items=st.integers(1, 60), dim=st.sampled_from([1, 3, 16, 17]),
        seed=st.integers(0, 2**16), bias=st.booleans(), mmap=st.booleans())
 def test_save_load_round_trip_is_bit_identical(n_users, n_items, dim, seed, bias, mmap):
     m = synthetic(n_users, n_items, dim, seed, item_bias=bias, interactions_per_user=5)

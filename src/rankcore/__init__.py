@@ -65,3 +65,21 @@ def build_info() -> dict:
 
         info["numba"] = numba.__version__
     return info
+
+# --- model layer and Personalize semantics (model.py, campaign.py, datasets.py) ---
+from . import datasets  # noqa: E402
+from .campaign import (  # noqa: E402
+    Campaign,
+    Client,
+    InvalidInputException,
+    PersonalizeError,
+    RankingResult,
+    ResourceNotFoundException,
+)
+from .model import Model, ModelFormatError, load_model  # noqa: E402
+
+__all__ += [
+    "Model", "ModelFormatError", "load_model", "Campaign", "Client", "RankingResult",
+    "PersonalizeError", "InvalidInputException", "ResourceNotFoundException", "datasets",
+]
+# --- end model layer ---

@@ -8,8 +8,9 @@
   a genre;
 * each user prefers one genre (user vector = that direction + noise), so ranking candidates puts
   that genre first;
-* the ``DEVICE`` context (values ``"mobile phone"``, ``"desktop"``, ``"tablet"``) adds a vector
-  pointing at genre ``GENRES[0]``, ``[1]`` and ``[2]`` respectively, shifting preferences;
+* the ``DEVICE`` context (values ``"mobile phone"``, ``"desktop"``, ``"tablet"``) adds 1.2 times
+  the direction of genre ``GENRES[0]``, ``[1]`` and ``[2]`` respectively, so on a mobile phone
+  most users are shown Comedy first;
 * items have metadata ``GENRE`` (multi-valued, e.g. ``"Comedy|Drama"``), ``PRICE`` (numeric,
   dollars with cents) and ``CREATION_TIMESTAMP`` (integral epoch seconds in 2015-2024);
 * users have ``AGE`` (18-80) and about ``interactions_per_user`` interactions, 80% within their
@@ -60,7 +61,7 @@ def synthetic(n_users: int = 1000, n_items: int = 10000, dim: int = 64, seed: in
     Parameters
     ----------
     n_users, n_items, dim : int
-        Sizes; ``n_items >= n_genres`` is not required (genres may be empty).
+        Sizes (``n_items >= 1``); genres may be empty when ``n_items < n_genres``.
     seed : int
         Everything is a deterministic function of the arguments.
     n_genres : int
@@ -71,14 +72,15 @@ def synthetic(n_users: int = 1000, n_items: int = 10000, dim: int = 64, seed: in
         Include the ``DEVICE`` context, the metadata columns, the interaction histories.
     """
     import rankcore
+    from ._api import _aligned_zeros
     from ._columns import MultiCategoricalColumn, NumericColumn
     from ._ids import id_index_from_blob, make_id_index
     from .model import ContextTable, History, Model
 
     if not 1 <= n_genres <= len(GENRES):
         raise ValueError(f"n_genres must be between 1 and {len(GENRES)}")
-    if n_users < 0 or n_items < 0 or dim < 1:
-        raise ValueError("n_users and n_items must be >= 0 and dim >= 1")
+    if n_users < 0 or n_items < 1 or dim < 1:
+        raise ValueError("need n_users >= 0, n_items >= 1 and dim >= 1")
     rng = np.random.default_rng(seed)
     scale = np.float32(3.0)
     centroids = rng.standard_normal((n_genres, dim), dtype=np.float32)
@@ -102,7 +104,7 @@ def synthetic(n_users: int = 1000, n_items: int = 10000, dim: int = 64, seed: in
     left[sec, r + secondary[sec]] = 0.5
     basis = rng.standard_normal((r, dim), dtype=np.float32) * np.float32(1.0 / np.sqrt(r)) * noise
     right = np.concatenate([basis, centroids]).astype(np.float32)
-    data = np.zeros((n_items, pdim), dtype=np.float32)
+    data = _aligned_zeros(n_items, pdim)  # 64-byte aligned, as ItemTable.from_padded requires
     if pdim == dim:
         np.matmul(left, right, out=data)
     else:
@@ -122,7 +124,7 @@ def synthetic(n_users: int = 1000, n_items: int = 10000, dim: int = 64, seed: in
 
     context = {}
     if with_context:
-        vecs = np.stack([centroids[i % n_genres] * np.float32(0.8) for i in range(len(DEVICES))])
+        vecs = np.stack([centroids[i % n_genres] * np.float32(1.2) for i in range(len(DEVICES))])
         context["DEVICE"] = ContextTable(make_id_index(list(DEVICES)),
                                          np.ascontiguousarray(vecs, dtype=np.float32))
 

@@ -2,7 +2,7 @@
 
 A :class:`Model` holds everything GetPersonalizedRanking needs to answer in-process:
 
-* item IDs (str) and the item table (``rankcore.ItemTable``: padded float32 embeddings, optional bias);
+* item IDs (str, at least one item) and the item table (``rankcore.ItemTable``: padded float32 embeddings, optional bias);
 * user IDs and user embeddings float32 (n_users, dim), and a cold-start user vector float32 (dim,)
   (default: the mean user vector) for users the model does not know;
 * context tables: field (upper case, e.g. ``DEVICE``) -> value (str) -> vector float32 (dim,),
@@ -667,7 +667,7 @@ def load_model(path: str | os.PathLike, mmap: bool = True, verify: bool = False)
         has_bias = bool(manifest.get("has_item_bias", False))
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelFormatError(f"{mpath}: malformed manifest ({exc!r})") from None
-    if dim < 1 or pdim < dim or pdim % 16 or n_items < 0 or n_users < 0:
+    if dim < 1 or pdim < dim or pdim % 16 or n_items < 1 or n_users < 0:
         raise ModelFormatError(f"{mpath}: inconsistent sizes dim={dim} padded_dim={pdim} "
                                f"n_items={n_items} n_users={n_users}")
     for name in list(context_spec) + list(item_spec) + list(user_spec):
@@ -683,7 +683,10 @@ def load_model(path: str | os.PathLike, mmap: bool = True, verify: bool = False)
         bias = ld.array("item_bias.npy", np.float32, (n_items,))
         ld.finite("item_bias.npy", bias)
     try:
-        table = rc.ItemTable.from_padded(data, dim, bias=bias, check_finite=verify)
+        if data.ctypes.data % 64:  # a read (not mapped) array need not be 64-byte aligned: copy once
+            table = rc.ItemTable(data[:, :dim], bias=bias)
+        else:
+            table = rc.ItemTable.from_padded(data, dim, bias=bias, check_finite=verify)
     except ValueError as exc:
         raise ModelFormatError(f"{ld._p('item_embeddings.npy')}: {exc}") from None
     user_index = ld.ids("user_ids", n_users)
