@@ -14,10 +14,11 @@ job has exactly the semantics of ``Campaign.rank``: unknown items last with a ``
 duplicates keep their first occurrence, an unknown user is served from the cold-start vector,
 ``context`` and filters apply. Scores are rounded to 7 decimals, as the service's responses are.
 
+``"input"`` is the input line as read (surrounding whitespace stripped), which is valid JSON.
 A line that cannot be served (invalid JSON, not an object, a missing or mistyped field, an unknown
 context field, a filter placeholder without a value, ...) keeps its place with ``"output": null``
-and ``"error": "<message>"``; ``"input"`` is then the parsed object, or the raw line as a string
-when it is not JSON. The job goes on: the output always has exactly as many lines as the input.
+and ``"error": "<message>"``; ``"input"`` is then the line as read when it is JSON, or the line's
+text as a JSON string when it is not. The job goes on: the output always has exactly as many lines as the input.
 A line is the text between two ``\\n``; a blank line is a failed line, a final ``\\n`` adds none.
 Members other than the four above are ignored (and echoed in ``"input"``).
 
@@ -58,7 +59,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-__all__ = ["rank_lines", "rank_partition", "run", "BatchSummary", "Partition", "plan_partitions",
+__all__ = ["rank_lines", "rank_partition", "run", "local_cluster", "BatchSummary", "Partition", "plan_partitions",
            "configure_parser", "main", "DEFAULT_CHUNK_SIZE", "DEFAULT_PARTITION_BYTES",
            "MANIFEST_NAME"]
 
@@ -115,7 +116,7 @@ def _parse(raw: bytes, loads, filter_plan) -> _Line:
         msg = "empty line" if not text.strip() else f"invalid JSON: {exc}"
         raise _LineError(text, msg) from None
     if not isinstance(obj, dict):
-        raise _LineError(obj, f"a line must be a JSON object, got {_json_type(obj)}")
+        raise _LineError(raw, f"a line must be a JSON object, got {_json_type(obj)}", True)
     try:
         user = obj.get("userId")
         if user is None:
@@ -133,7 +134,7 @@ def _parse(raw: bytes, loads, filter_plan) -> _Line:
         context = _check_str_map(obj, "context")
         filter_values = _check_str_map(obj, "filterValues")
     except TypeError as exc:
-        raise _LineError(obj, str(exc)) from None
+        raise _LineError(raw, str(exc), True) from None
     request = {"user_id": user, "item_ids": items}
     if context:
         request["context"] = context
@@ -144,10 +145,13 @@ def _parse(raw: bytes, loads, filter_plan) -> _Line:
 
 
 class _LineError(Exception):
-    def __init__(self, input, message: str):
+    """A line that cannot be served; ``input`` is the raw JSON (``is_json``) or the text."""
+
+    def __init__(self, input, message: str, is_json: bool = False):
         super().__init__(message)
         self.input = input
         self.message = message
+        self.is_json = is_json
 
 
 def _json_type(value) -> str:
@@ -171,7 +175,9 @@ def _rank_isolating(campaign, lines: list) -> list:
     return _rank_isolating(campaign, lines[:mid]) + _rank_isolating(campaign, lines[mid:])
 
 
-def _error_line(dumps, input, message: str) -> bytes:
+def _error_line(dumps, input, message: str, is_json: bool = False) -> bytes:
+    if is_json:  # echo valid JSON input as it was read, like the lines that succeed
+        return b'{"input":' + input + b',"output":null,"error":' + dumps(message) + b"}"
     return dumps({"input": input, "output": None, "error": message})
 
 
@@ -196,7 +202,7 @@ def _rank_chunk(campaign, raws: Sequence[bytes], filter_plan=None) -> tuple:
             good.append(_parse(raw, loads, filter_plan))
             where.append(i)
         except _LineError as exc:
-            out[i] = _error_line(dumps, exc.input, exc.message)
+            out[i] = _error_line(dumps, exc.input, exc.message, exc.is_json)
             failed += 1
     items = 0
     if good:
@@ -204,7 +210,7 @@ def _rank_chunk(campaign, raws: Sequence[bytes], filter_plan=None) -> tuple:
         nan = None
         for i, ln, res in zip(where, good, results):
             if isinstance(res, BaseException):
-                out[i] = _error_line(dumps, ln.obj, _error_message(res))
+                out[i] = _error_line(dumps, ln.raw, _error_message(res), True)
                 failed += 1
                 continue
             items += ln.n_items
@@ -639,17 +645,29 @@ def _run_local(model, partitions, output, filter_expression, chunk_size, parts, 
 
 
 # --------------------------------------------------------------------------- Dask
+def local_cluster(n_workers: int = 2, threads_per_worker: int = 1, processes: bool = True):
+    """The ``LocalCluster`` of ``--scheduler local``: on 127.0.0.1 only, no dashboard.
+
+    The scheduler's small HTTP server (health checks) listens on a free port of 127.0.0.1 rather
+    than on 8787, so clusters of several jobs on one machine never collide.
+    """
+    from distributed import LocalCluster
+    return LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker,
+                        processes=processes, protocol="tcp", host="127.0.0.1",
+                        dashboard_address=None,
+                        scheduler_kwargs={"dashboard_address": "127.0.0.1:0"})
+
+
 def _connect(scheduler) -> tuple:
     """``(client, things to close)`` for ``scheduler`` ("local", an address, or a Client)."""
     try:
-        from distributed import Client, LocalCluster
+        from distributed import Client
     except ImportError:
         raise BatchError("distributed mode needs dask: pip install 'rankcore[dask]'") from None
     if isinstance(scheduler, Client):
         return scheduler, []
     if scheduler == "local":
-        cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                               dashboard_address=None)
+        cluster = local_cluster()
         try:
             client = Client(cluster)
         except BaseException:
