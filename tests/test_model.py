@@ -74,6 +74,8 @@ def test_factory_and_blob_checks():
         id_index_from_blob(np.zeros(3, np.uint8), np.array([0, 2, 1, 3], np.int64))
     with pytest.raises(ValueError):
         id_index_from_blob(np.frombuffer(b"\xff\xfe", np.uint8).copy(), np.array([0, 2], np.int64))
+    with pytest.raises(ValueError):  # valid UTF-8 as a whole, but an ID boundary splits "é"
+        id_index_from_blob(np.frombuffer("é".encode(), np.uint8).copy(), np.array([0, 1, 2], np.int64))
 
 
 def test_decimal_blob():

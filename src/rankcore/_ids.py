@@ -22,7 +22,9 @@ created on load).
 """
 from __future__ import annotations
 
+import codecs
 from collections.abc import Sequence
+from itertools import repeat
 from typing import Iterable
 
 import numpy as np
@@ -56,6 +58,19 @@ def check_blob(data: np.ndarray, offsets: np.ndarray) -> None:
         raise ValueError("ID blob offsets must start at 0 and end at len(data)")
     if offsets.shape[0] > 1 and np.any(offsets[1:] < offsets[:-1]):
         raise ValueError("ID blob offsets must be non-decreasing")
+
+
+def _check_utf8(data: np.ndarray, offsets: np.ndarray) -> None:
+    """Raise ``ValueError`` unless every ID in the blob is valid UTF-8 (no per-ID Python work)."""
+    if data.size == 0 or int(data.max()) < 0x80:  # ASCII: always valid
+        return
+    try:
+        codecs.decode(memoryview(data), "utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"ID blob is not valid UTF-8: {exc}") from None
+    starts = offsets[:-1][offsets[1:] > offsets[:-1]]
+    if np.any((data[starts] & 0xC0) == 0x80):  # a valid whole split inside a character
+        raise ValueError("ID blob offsets split a UTF-8 character")
 
 
 class PyIdIndex:
@@ -108,8 +123,8 @@ class PyIdIndex:
 
     def lookup(self, ids) -> np.ndarray:
         """Rows of ``ids`` (list or tuple of str) as int64, -1 for unknown IDs."""
-        get = self._map.get
-        return np.fromiter((get(s, -1) for s in ids), dtype=np.int64, count=len(ids))
+        n = len(ids)
+        return np.fromiter(map(self._map.get, ids, repeat(-1, n)), dtype=np.int64, count=n)
 
     def get(self, id: str) -> int:
         return self._map.get(id, -1)
@@ -163,6 +178,7 @@ def id_index_from_blob(data: np.ndarray, offsets: np.ndarray):
         return PyIdIndex.from_blob(data, offsets)
     data = np.ascontiguousarray(data)
     offsets = np.ascontiguousarray(offsets)
+    _check_utf8(data, offsets)
     try:
         return cls.from_blob(data, offsets)
     except UnicodeError as exc:
