@@ -79,7 +79,7 @@ def _orjson():
     try:
         import orjson
     except ImportError:  # pragma: no cover - orjson ships with the server/dask extras
-        raise ImportError("rankcore batch needs orjson: pip install orjson") from None
+        raise ImportError("rankcore batch needs orjson: pip install 'rankcore[batch]'") from None
     return orjson
 
 
@@ -597,8 +597,7 @@ def _finish_parts(tmp_dir: str, output: str, partitions: list, results: list, to
 
     _write_atomically(os.path.join(tmp_dir, MANIFEST_NAME), fill)
     if os.path.exists(output):
-        raise BatchError(f"output {output!r} appeared while the job ran; the job's result is "
-                         "left at " + tmp_dir)
+        raise BatchError(f"output {output!r} appeared while the job ran; nothing was written")
     os.rename(tmp_dir, output)
 
 
@@ -839,5 +838,8 @@ def main(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    _parser = configure_parser(argparse.ArgumentParser(prog="python -m rankcore.batch"))
-    sys.exit(main(_parser.parse_args()))
+    # run the imported module, not this ``__main__`` copy, so Dask pickles its functions by name
+    from rankcore import batch as _batch
+
+    _parser = _batch.configure_parser(argparse.ArgumentParser(prog="python -m rankcore.batch"))
+    sys.exit(_batch.main(_parser.parse_args()))
