@@ -66,7 +66,7 @@ def build_info() -> dict:
         info["numba"] = numba.__version__
     return info
 
-# --- model layer and Personalize semantics (model.py, campaign.py, datasets.py) ---
+# model layer, Personalize semantics and filters
 from . import datasets  # noqa: E402
 from .campaign import (  # noqa: E402
     Campaign,
@@ -76,10 +76,11 @@ from .campaign import (  # noqa: E402
     RankingResult,
     ResourceNotFoundException,
 )
+from .filters import FilterSyntaxError, compile_filter  # noqa: E402
 from .model import Model, ModelFormatError, load_model  # noqa: E402
 
 __all__ += [
     "Model", "ModelFormatError", "load_model", "Campaign", "Client", "RankingResult",
     "PersonalizeError", "InvalidInputException", "ResourceNotFoundException", "datasets",
+    "FilterSyntaxError", "compile_filter",
 ]
-# --- end model layer ---

@@ -23,9 +23,9 @@ catches either kind runs unchanged.
 """
 from __future__ import annotations
 
+import random
 import re
 import threading
-import uuid
 from itertools import chain
 from operator import itemgetter
 from typing import Any, Iterable, Mapping, Sequence
@@ -106,6 +106,26 @@ def _client_exception_classes():
                                   "__qualname__": f"ClientExceptions.{base.__name__}"})
     ns["ClientError"] = ClientError if ClientError is not None else PersonalizeError
     return type("ClientExceptions", (), ns)
+
+
+# --------------------------------------------------------------------------- ids
+_UUID4_CLEAR = ~(0xF000 << 64 | 0xC000 << 48) & ((1 << 128) - 1)
+_UUID4_SET = 0x4000 << 64 | 0x8000 << 48
+
+
+def new_uuid() -> str:
+    """A random (version 4) UUID string, several times cheaper than ``str(uuid.uuid4())``.
+
+    Drawn from the ``random`` module's global generator, which is seeded from the OS and
+    reseeded in forked children, so server workers never repeat each other's IDs.
+    """
+    h = "%032x" % (random.getrandbits(128) & _UUID4_CLEAR | _UUID4_SET)
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def new_recommendation_id() -> str:
+    """``RID-<uuid4>``, new for every call."""
+    return "RID-" + new_uuid()
 
 
 # --------------------------------------------------------------------------- results
@@ -551,7 +571,7 @@ class Campaign:
         pos, krows, unknown = self._dedupe(item_ids, rows)
         if filter is not None:
             pos, krows, unknown = self._filter(filter, user_id, pos, krows, unknown, filter_values)
-        rid = "RID-" + str(uuid.uuid4())
+        rid = new_recommendation_id()
         if krows.shape[0] == 0:
             return RankingResult(item_ids, _EMPTY_I64, _EMPTY_F32, _EMPTY_I64, unknown, rid, meta)
         r = self._rank_fn(u, self._table, krows, backend=self.backend)
@@ -598,7 +618,7 @@ class Campaign:
             local = res.positions[a:b]
             positions = local if pos is None else pos[local]
             out.append(RankingResult(p["item_ids"], positions, res.scores[a:b], res.items[a:b],
-                                     unknown, "RID-" + str(uuid.uuid4()), meta))
+                                     unknown, new_recommendation_id(), meta))
         return out
 
     @staticmethod
@@ -670,7 +690,7 @@ class Client:
         except ResourceNotFoundException as e:
             raise exc.ResourceNotFoundException(e.message) from None
         response = result.to_response()
-        request_id = str(uuid.uuid4())
+        request_id = new_uuid()
         response["ResponseMetadata"] = {
             "RequestId": request_id, "HTTPStatusCode": 200,
             "HTTPHeaders": {"content-type": "application/json", "x-amzn-requestid": request_id},
