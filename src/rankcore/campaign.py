@@ -231,6 +231,8 @@ class CampaignData:
         self.user_columns = model.user_columns
         self._lock = threading.Lock()
         self._events: dict = {}  # user_id -> list of (timestamp, item_row, event_type)
+        self._version: dict = {}  # user_id -> number of record_interactions calls
+        self._merged: dict = {}  # user_id -> (version, recent interactions at the default limit)
 
     def user_row(self, user_id: str) -> int:
         return self.model.user_row(user_id)
@@ -245,17 +247,33 @@ class CampaignData:
                for r, e, t in zip(item_rows, event_types, timestamps)]
         with self._lock:
             self._events.setdefault(user_id, []).extend(new)
+            self._version[user_id] = self._version.get(user_id, 0) + 1
+            self._merged.pop(user_id, None)
 
     def recent_interactions(self, user_id: str, limit: int | None = None) -> tuple:
         """``(item_rows int64 (m,), event_types list[str])``, at most ``limit`` (default 100)
         most recent per event type, oldest first."""
         from .model import RECENT_INTERACTIONS_PER_TYPE
+        default = limit is None or limit == RECENT_INTERACTIONS_PER_TYPE
+        if default:
+            cached = self._merged.get(user_id)
+            if cached is not None:
+                return cached[1]
         limit = RECENT_INTERACTIONS_PER_TYPE if limit is None else limit
         with self._lock:
             extra = list(self._events.get(user_id, ()))
+            version = self._version.get(user_id, 0)
         if not extra:
             return self.model.recent_interactions(user_id, limit)
-        items, types = self.model.recent_interactions(user_id, limit)
+        result = self._merge(user_id, extra, limit)
+        if default:  # cache the merge until the next record_interactions for this user
+            with self._lock:
+                if self._version.get(user_id, 0) == version:
+                    self._merged[user_id] = (version, result)
+        return result
+
+    def _merge(self, user_id: str, extra: list, limit: int) -> tuple:
+        """Stored history and recorded events of one user, by time, ``limit`` per event type."""
         h = self.model.history
         row = self.model.user_row(user_id)
         if row >= 0:  # timestamps of the stored part, for a merge by time
@@ -273,7 +291,9 @@ class CampaignData:
                 counts[ev] = c + 1
                 keep.append((item, ev))
         keep.reverse()
-        return np.array([k[0] for k in keep], dtype=np.int64), [k[1] for k in keep]
+        rows = np.array([k[0] for k in keep], dtype=np.int64)
+        rows.flags.writeable = False  # shared by later calls through the cache
+        return rows, [k[1] for k in keep]
 
 
 # --------------------------------------------------------------------------- campaign
