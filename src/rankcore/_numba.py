@@ -18,7 +18,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from ._reference import check_candidates, check_offsets, valid_counts
+from ._reference import check_offsets
 
 __all__ = ["score", "rank"]
 
@@ -186,7 +186,44 @@ def _rank_serial(users, table, bias, has_bias, dim, cands, offsets, out_offsets,
                                   tmp_scores, tmp_logits, positions, items, scores, logits)
 
 
+@njit(cache=True, nogil=True)
+def _prepare(cands, offsets, n_items, padded, k, out_offsets):
+    """Validate candidates and fill ``out_offsets``; returns (request, position, value) of the
+    first out-of-range candidate, or (-1, 0, 0). One pass, no temporaries."""
+    low = -1 if padded else 0
+    out_offsets[0] = 0
+    for b in range(offsets.shape[0] - 1):
+        n_valid = 0
+        for j in range(offsets[b], offsets[b + 1]):
+            c = cands[j]
+            if c < low or c >= n_items:
+                return b, j - offsets[b], c
+            if c >= 0:
+                n_valid += 1
+        if k >= 0 and n_valid > k:
+            n_valid = k
+        out_offsets[b + 1] = out_offsets[b] + n_valid
+    return -1, 0, 0
+
+
 _EMPTY_BIAS = np.zeros(0, dtype=np.float32)
+
+
+def _offsets(offsets, n_candidates, n_users):
+    if offsets is None:
+        if n_users != 1:
+            raise ValueError(f"offsets=None means one request, but users has {n_users} rows")
+        return np.array([0, n_candidates], dtype=np.int64)
+    return check_offsets(offsets, n_candidates, n_users)
+
+
+def _check(candidates, offsets, n_items, padded, k):
+    out_offsets = np.empty(offsets.shape[0], dtype=np.int64)
+    b, j, value = _prepare(candidates, offsets, n_items, padded, k, out_offsets)
+    if b >= 0:
+        raise IndexError(f"candidate {value} out of range for an item table of {n_items} rows "
+                         f"(request {b}, position {j})")
+    return out_offsets
 
 
 def _run(parallel, serial, threads, *args):
@@ -215,8 +252,8 @@ def _raise_errors(errors):
 
 
 def score(users, table, bias, dim, candidates, offsets, padded, threads=0):
-    offsets = check_offsets(offsets, candidates.shape[0], users.shape[0])
-    check_candidates(candidates, offsets, table.shape[0], padded)
+    offsets = _offsets(offsets, candidates.shape[0], users.shape[0])
+    _check(candidates, offsets, table.shape[0], padded, -1)
     n = candidates.shape[0]
     scores = np.empty(n, dtype=_F32)
     logits = np.empty(n, dtype=_F32)
@@ -229,13 +266,8 @@ def score(users, table, bias, dim, candidates, offsets, padded, threads=0):
 
 
 def rank(users, table, bias, dim, candidates, offsets, padded, k=-1, threads=0):
-    offsets = check_offsets(offsets, candidates.shape[0], users.shape[0])
-    check_candidates(candidates, offsets, table.shape[0], padded)
-    counts = valid_counts(candidates, offsets, padded)
-    if k >= 0:
-        counts = np.minimum(counts, k)
-    out_offsets = np.zeros(offsets.shape[0], dtype=np.int64)
-    np.cumsum(counts, out=out_offsets[1:])
+    offsets = _offsets(offsets, candidates.shape[0], users.shape[0])
+    out_offsets = _check(candidates, offsets, table.shape[0], padded, k)
     total = int(out_offsets[-1])
     n = candidates.shape[0]
     tmp_scores = np.empty(n, dtype=_F32)
@@ -251,5 +283,3 @@ def rank(users, table, bias, dim, candidates, offsets, padded, k=-1, threads=0):
          scores, logits, errors)
     _raise_errors(errors)
     return positions, items, scores, logits, out_offsets
-
-

@@ -377,12 +377,24 @@ def _serving(model, filter_expression: str | None) -> tuple:
 
 
 # --------------------------------------------------------------------------- one partition
+#: Set by ``main``'s SIGTERM handler. The handler also raises KeyboardInterrupt, but an exception
+#: raised inside a finalizer or weakref callback is swallowed by Python, so the loops check this
+#: flag between chunks and partitions as well.
+_STOP = threading.Event()
+
+
+def _check_stop() -> None:
+    if _STOP.is_set():
+        raise KeyboardInterrupt
+
+
 def _rank_stream(campaign, plan, lines: Iterable[bytes], chunk_size: int, write: Callable,
                  on_chunk: Callable | None = None) -> tuple:
     """Rank ``lines`` chunk by chunk, ``write(bytes)`` each chunk's output; ``(lines, failed,
     items)``."""
     n = failed = items = 0
     for chunk in _chunks(lines, chunk_size):
+        _check_stop()
         out, f, i = _rank_chunk(campaign, chunk, plan)
         out.append(b"")
         write(b"\n".join(out))
@@ -731,6 +743,7 @@ def _run_dask(model, partitions, output, filter_expression, chunk_size, parts, r
         f = None if parts else open(tmp, "wb", buffering=1 << 20)
         try:
             while pending:
+                _check_stop()
                 part, fut = pending.popleft()
                 res = fut.result()
                 fut.release()
@@ -810,8 +823,10 @@ def main(args: argparse.Namespace) -> int:
     restore = None
     if threading.current_thread() is threading.main_thread():
         def on_term(signum, frame):
+            _STOP.set()
             raise KeyboardInterrupt
 
+        _STOP.clear()
         restore = signal.signal(signal.SIGTERM, on_term)  # clean up temp files on SIGTERM too
     try:
         summary = run(args.model, args.input, args.output, filter_expression=args.filter_expression,
