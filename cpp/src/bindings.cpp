@@ -227,6 +227,11 @@ Utf8Views utf8_views(const py::handle& ids, bool strict) {
         if (!PyUnicode_Check(item))
             throw py::type_error("ids[" + std::to_string(i) + "] is " +
                                  std::string(Py_TYPE(item)->tp_name) + ", not str");
+        if (PyUnicode_IS_COMPACT_ASCII(item)) {  // the common case: the bytes are the str's own data
+            v.ptrs[i] = static_cast<const char*>(PyUnicode_DATA(item));
+            v.lens[i] = static_cast<std::size_t>(PyUnicode_GET_LENGTH(item));
+            return;
+        }
         Py_ssize_t len = 0;
         const char* s = PyUnicode_AsUTF8AndSize(item, &len);
         if (!s) {
