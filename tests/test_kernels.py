@@ -513,6 +513,31 @@ def test_idindex_large():
     assert np.all(got[5000:] == -1)
 
 
+def test_idindex_every_length_and_near_misses():
+    """Slots hold ids of <= 8 bytes inline and longer ones by blob offset (idindex.h): cover both
+    sides of every length boundary, ids differing in a single byte at each position, and ids
+    longer than the 16-bit length field."""
+    rng = np.random.default_rng(5)
+    alphabet = np.array(list("abcdefghij0123456789-é"))
+    ids = sorted({"".join(rng.choice(alphabet, n)) for n in range(0, 41) for _ in range(30)})
+    ids += ["z" * 70_000, "z" * 69_999 + "y", "é" * 40_000]
+    ix = _core.IdIndex(ids)
+    np.testing.assert_array_equal(ix.lookup(ids), np.arange(len(ids)))
+    assert all(ix.get(s) == i for i, s in list(enumerate(ids))[::7])
+    known = set(ids)
+    misses = []
+    for s in ids[:400]:
+        for k in range(len(s)):  # same length, one character changed
+            t = s[:k] + ("#" if s[k] != "#" else "%") + s[k + 1 :]
+            if t not in known:
+                misses.append(t)
+        misses += [s + "x", s[:-1]] if s[:-1] not in known else [s + "x"]
+    misses += ["z" * 70_001, "z" * 69_999 + "x", "é" * 39_999 + "e"]
+    misses = [t for t in misses if t not in known]
+    assert np.all(ix.lookup(misses) == -1)
+    assert all(ix.get(t) == -1 for t in misses[::11])
+
+
 @pytest.mark.parametrize("K", [33, 700, 4096, 4097, 9000])
 @pytest.mark.parametrize("shape", ["normal", "skewed", "ties"])
 def test_sort_paths(kernel, K, shape):

@@ -346,6 +346,46 @@ static void test_idindex() {
     ix.find_batch(ptrs.data(), lens.data(), static_cast<index_t>(queries.size()), out.data(), hashes);
     for (index_t i = 0; i < n; ++i) CHECK(out[i] == i && ix.find(ids[i].data(), ids[i].size()) == i, "find %ld", (long)i);
     CHECK(out[n] == -1 && out[n + 1] == -1, "unknown ids");
+    // Inline (<= 8 bytes) and blob-referenced ids of every length, with 0xFF bytes (not UTF-8,
+    // but the index works on bytes), and same-length near misses at every position.
+    {
+        std::vector<std::string> lid;
+        for (std::size_t n = 0; n <= 24; ++n) {
+            lid.push_back(std::string(n, '\xff'));
+            if (n) lid.push_back(std::string(n - 1, '\xff') + 'a');
+        }
+        lid.push_back(std::string(70000, 'q'));
+        std::string ld;
+        std::vector<index_t> lo = {0};
+        for (const auto& s : lid) {
+            ld += s;
+            lo.push_back(static_cast<index_t>(ld.size()));
+        }
+        std::vector<unsigned char> lb(ld.begin(), ld.end());
+        IdIndex lix;
+        const index_t ln = static_cast<index_t>(lid.size());
+        CHECK(lix.build(lb.data(), lo.data(), ln, dup), "build (lengths)");
+        std::vector<std::string> q = lid;
+        for (const auto& s : lid)
+            for (std::size_t k = 0; k < s.size() && k < 24; ++k) {
+                std::string t = s;
+                t[k] = 'b';
+                q.push_back(t);
+            }
+        q.push_back(std::string(70000, 'q') + 'q');
+        std::vector<const char*> qp;
+        std::vector<std::size_t> ql;
+        for (const auto& s : q) {
+            qp.push_back(s.data());
+            ql.push_back(s.size());
+        }
+        std::vector<index_t> qo(q.size());
+        lix.find_batch(qp.data(), ql.data(), static_cast<index_t>(q.size()), qo.data(), hashes);
+        for (std::size_t i = 0; i < q.size(); ++i) {
+            const index_t want = i < lid.size() ? static_cast<index_t>(i) : -1;
+            CHECK(qo[i] == want && lix.find(q[i].data(), q[i].size()) == want, "length test %zu", i);
+        }
+    }
     std::vector<index_t> off2 = {0, 1, 2};
     std::vector<unsigned char> aa = {'a', 'a'};
     IdIndex dupix;
