@@ -32,6 +32,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from ._response import ranking_entries
+
 __all__ = ["Campaign", "CampaignData", "RankingResult", "Client", "PersonalizeError",
            "InvalidInputException", "ResourceNotFoundException", "DEFAULT_REGION",
            "DEFAULT_ACCOUNT"]
@@ -199,14 +201,11 @@ class RankingResult:
 
     def to_response(self) -> dict:
         """The GetPersonalizedRanking response body (scores rounded to 7 decimals)."""
-        ids = _take(self._input, self.positions.tolist())
-        scores = np.round(self.scores.astype(np.float64), 7).tolist()
-        ranking = [{"itemId": i, "score": s} for i, s in zip(ids, scores)]
+        ids = self._input if isinstance(self._input, (list, tuple)) else list(self._input)
+        ranking = ranking_entries(ids, self.positions, self.scores, list(self.unknown_item_ids))
         if self._meta is not None:
             for entry, meta in zip(ranking, self.metadata):
                 entry["metadata"] = meta
-        if self.unknown_item_ids:
-            ranking.extend([{"itemId": i} for i in self.unknown_item_ids])
         return {"personalizedRanking": ranking, "recommendationId": self.recommendation_id}
 
     def __repr__(self) -> str:
