@@ -244,3 +244,14 @@ def test_limit_boundaries_pass():
         validate_request(dict(OK, userId="u" * 257, campaignArn="bad"))
     with pytest.raises(InvalidInputException):
         validate_request(["not", "a", "dict"])
+
+
+@pytest.mark.parametrize("ids", [[], ["a"], ["a", 1], ("x" * 257, "a"), ["a", "é" * 256],
+                                 ["a", "é" * 257], ("a", None), ["b", b"bytes"]])
+def test_first_bad_id_native_matches_python(ids):
+    from rankcore import _validate
+
+    expected = next((i for i, v in enumerate(ids) if not isinstance(v, str) or len(v) > 256), -1)
+    assert _validate._first_bad_id_py(ids, 256) == expected
+    if _validate._first_bad_id is not None:
+        assert _validate._first_bad_id(ids, 256) == expected

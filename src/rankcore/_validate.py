@@ -19,6 +19,24 @@ from typing import Any, Mapping
 
 from .campaign import InvalidInputException
 
+try:
+    from ._core import first_bad_id as _first_bad_id
+except ImportError:  # pragma: no cover - the extension is optional
+    _first_bad_id = None
+
+
+def _first_bad_id_py(ids, max_len: int) -> int:
+    """Python twin of ``_core.first_bad_id``."""
+    if set(map(type, ids)) <= {str} and (not ids or max(map(len, ids)) <= max_len):
+        return -1
+    for i, v in enumerate(ids):
+        if not isinstance(v, str) or len(v) > max_len:
+            return i
+    return -1  # str subclasses only
+
+
+_first_bad = _first_bad_id or _first_bad_id_py
+
 __all__ = ["validate_request", "MAX_INPUT_ITEMS", "MAX_INPUT_ITEMS_WITH_METADATA",
            "REQUEST_MEMBERS"]
 
@@ -72,10 +90,13 @@ def validate_request(body: Mapping[str, Any], *, max_input_items: int | None = M
     items = body["inputList"]
     if not isinstance(items, (list, tuple)):
         raise _type_error("inputList", items, "<class 'list'>, <class 'tuple'>")
-    if items and not set(map(type, items)) <= {str}:  # C-speed check, details on failure only
+    # one pass over the ids (native when built): a non-str, or an id over 256 characters
+    long_ids = False
+    if items and _first_bad(items, 256) >= 0:
         for i, v in enumerate(items):
             if not isinstance(v, str):
                 raise _type_error(f"inputList[{i}]", v, "<class 'str'>")
+        long_ids = True
     for key in ("context", "filterValues", "metadataColumns"):
         m = body.get(key)
         if m is None:
@@ -117,7 +138,7 @@ def validate_request(body: Mapping[str, Any], *, max_input_items: int | None = M
     if limit is not None and len(items) > limit:
         bad(len(items), "inputList", f"have length less than or equal to {limit}"
             + (" when metadataColumns is set" if meta else ""))
-    if items and max(map(len, items)) > 256:
+    if long_ids:
         for i, v in enumerate(items):
             if len(v) > 256:
                 bad(v, f"inputList.{i + 1}.member", "have length less than or equal to 256")
