@@ -28,7 +28,9 @@ def test_rank_single(benchmark, impl, d, k, n):
     table = item_table(n, d)
     emb = table.data if table.padded_dim == d else np.ascontiguousarray(table.embeddings)
     user = np.random.default_rng(1).standard_normal(d).astype(np.float32)
-    pool = _candidates(n, k, 64)  # rotate candidate lists so rows are not cache-hot
+    # rotate over enough candidate lists to touch about 2N rows, so that (as in serving) the
+    # rows are not cache-hot: a 2M x 64 table is 512 MB, far beyond the last-level cache
+    pool = _candidates(n, k, max(64, min(4096, 2 * n // k)))
     state = {"i": 0}
 
     def next_idx():

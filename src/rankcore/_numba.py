@@ -206,6 +206,39 @@ def _prepare(cands, offsets, n_items, padded, k, out_offsets):
     return -1, 0, 0
 
 
+@njit(cache=True, nogil=True)
+def _rank_single(users, table, bias, has_bias, dim, cands, k):
+    """One request, start to finish, in one compiled call (a numba dispatch costs microseconds).
+
+    Returns (bad position, bad value, non-finite row, positions, items, scores, logits); the
+    first three are -1 when all went well.
+    """
+    n = cands.shape[0]
+    n_items = table.shape[0]
+    for j in range(n):
+        c = cands[j]
+        if c < 0 or c >= n_items:
+            e = np.empty(0, dtype=np.int64)
+            f = np.empty(0, dtype=np.float32)
+            return j, c, -1, e, e, f, f
+    m = n if k < 0 or k > n else k
+    offsets = np.empty(2, dtype=np.int64)
+    offsets[0] = 0
+    offsets[1] = n
+    out_offsets = np.empty(2, dtype=np.int64)
+    out_offsets[0] = 0
+    out_offsets[1] = m
+    tmp_scores = np.empty(n, dtype=np.float32)
+    tmp_logits = np.empty(n, dtype=np.float32)
+    positions = np.empty(m, dtype=np.int64)
+    items = np.empty(m, dtype=np.int64)
+    scores = np.empty(m, dtype=np.float32)
+    logits = np.empty(m, dtype=np.float32)
+    err = _rank_request(0, users, table, bias, has_bias, dim, cands, offsets, out_offsets,
+                        tmp_scores, tmp_logits, positions, items, scores, logits)
+    return -1, 0, err, positions, items, scores, logits
+
+
 _EMPTY_BIAS = np.zeros(0, dtype=np.float32)
 
 
@@ -266,6 +299,16 @@ def score(users, table, bias, dim, candidates, offsets, padded, threads=0):
 
 
 def rank(users, table, bias, dim, candidates, offsets, padded, k=-1, threads=0):
+    if offsets is None and not padded and users.shape[0] == 1:
+        has_bias = bias is not None
+        j, value, err, positions, items, scores, logits = _rank_single(
+            users, table, bias if has_bias else _EMPTY_BIAS, has_bias, int(dim), candidates, int(k))
+        if j >= 0:
+            raise IndexError(f"candidate {value} out of range for an item table of {table.shape[0]} "
+                             f"rows (request 0, position {j})")
+        if err >= 0:
+            _raise_errors(np.array([err]))
+        return positions, items, scores, logits, np.array([0, positions.shape[0]], dtype=np.int64)
     offsets = _offsets(offsets, candidates.shape[0], users.shape[0])
     out_offsets = _check(candidates, offsets, table.shape[0], padded, k)
     total = int(out_offsets[-1])
