@@ -183,6 +183,17 @@ class ItemTable:
                 f"bias={'yes' if self._bias is not None else 'no'})")
 
 
+def _request_index(offsets: np.ndarray, i) -> tuple:
+    """``(i, lo, hi)``: request ``i`` (negative counts from the end) and its CSR bounds."""
+    n = int(offsets.shape[0] - 1)
+    i = int(i)
+    if i < 0:
+        i += n
+    if not 0 <= i < n:
+        raise IndexError(f"request {i} out of range for a batch of {n}")
+    return i, int(offsets[i]), int(offsets[i + 1])
+
+
 class Ranking:
     """Ranked candidates of one request, best first.
 
@@ -229,13 +240,7 @@ class BatchRanking:
         return int(self.offsets.shape[0] - 1)
 
     def __getitem__(self, i: int) -> Ranking:
-        n = len(self)
-        i = int(i)
-        if i < 0:
-            i += n
-        if not 0 <= i < n:
-            raise IndexError(f"request {i} out of range for a batch of {n}")
-        lo, hi = int(self.offsets[i]), int(self.offsets[i + 1])
+        _, lo, hi = _request_index(self.offsets, i)
         return Ranking(self.positions[lo:hi], self.items[lo:hi], self.scores[lo:hi], self.logits[lo:hi])
 
     def __iter__(self):
@@ -275,15 +280,9 @@ class BatchScores:
         return int(self.offsets.shape[0] - 1)
 
     def __getitem__(self, i: int) -> Scores:
-        n = len(self)
-        i = int(i)
-        if i < 0:
-            i += n
-        if not 0 <= i < n:
-            raise IndexError(f"request {i} out of range for a batch of {n}")
+        i, lo, hi = _request_index(self.offsets, i)
         if self.scores.ndim == 2:
             return Scores(self.scores[i], self.logits[i])
-        lo, hi = int(self.offsets[i]), int(self.offsets[i + 1])
         return Scores(self.scores[lo:hi], self.logits[lo:hi])
 
     def __iter__(self):
