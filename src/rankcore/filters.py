@@ -109,6 +109,7 @@ __all__ = [
     "Expression",
     "compile_filter",
     "parse_filter_values",
+    "InteractionHistory",
     "MAX_EXPRESSION_LENGTH",
 ]
 
@@ -942,10 +943,83 @@ class _BoundPlan:
         self.exprs = tuple(exprs)
 
 
+class InteractionHistory:
+    """A snapshot of one user's recent interactions, ready for Interactions conditions.
+
+    Built from ``recent_interactions``'s ``(item_rows, event_types)``: event types are interned
+    to small integer codes once, and ``select`` returns (and caches, a few per snapshot) the
+    sorted distinct item rows (-1 dropped) of the interactions whose event type matches, so a
+    per-candidate test is one ``searchsorted``. Immutable; a data object may cache one per user
+    (``interaction_history(user_id)``) as long as it builds a new one when the history changes.
+    """
+
+    __slots__ = ("_rows", "_codes", "_names", "_sel", "__weakref__")
+
+    _MAX_SELECTIONS = 16
+
+    def __init__(self, item_rows, event_types: Sequence):
+        rows = np.asarray(item_rows, dtype=np.int64).reshape(-1)
+        if len(event_types) != rows.shape[0]:
+            raise ValueError(f"{_PREFIX}recent_interactions returned {rows.shape[0]} rows "
+                             f"but {len(event_types)} event types")
+        names: dict = {}
+        codes = np.fromiter((names.setdefault(t, len(names)) for t in event_types),
+                            dtype=np.int32, count=rows.shape[0])
+        self._rows = rows
+        self._codes = codes
+        self._names = names  # event type -> code
+        self._sel: dict = {}
+
+    def __len__(self) -> int:
+        return self._rows.shape[0]
+
+    def select(self, negate: bool, types: frozenset, wildcard: bool) -> np.ndarray:
+        """Sorted distinct rows (>= 0) of the interactions with a type in ``types`` (``negate``:
+        with a type not in ``types``; ``wildcard``: any type, or none when negated)."""
+        key = (negate, wildcard, types)
+        sel = self._sel.get(key)
+        if sel is None:
+            sel = self._select(negate, types, wildcard)
+            if len(self._sel) >= self._MAX_SELECTIONS:
+                self._sel.clear()
+            self._sel[key] = sel
+        return sel
+
+    def _select(self, negate: bool, types: frozenset, wildcard: bool) -> np.ndarray:
+        rows = self._rows
+        names = self._names
+        if wildcard:
+            picked = rows[:0] if negate else rows
+        else:
+            wanted = [c for t, c in names.items() if (t in types) != negate]
+            if not wanted:
+                picked = rows[:0]
+            elif len(wanted) == len(names):
+                picked = rows
+            elif len(wanted) == 1:
+                picked = rows[self._codes == wanted[0]]
+            else:
+                picked = rows[np.isin(self._codes, wanted)]
+        out = np.unique(picked)
+        if out.shape[0] and out[0] < 0:
+            out = out[np.searchsorted(out, 0):]
+        out.flags.writeable = False
+        return out
+
+    def contains(self, sel: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """Per candidate row: is it in ``sel`` (a result of ``select``)?"""
+        n = sel.shape[0]
+        if n == 0:
+            return np.zeros(rows.shape[0], dtype=bool)
+        idx = np.searchsorted(sel, rows)
+        np.minimum(idx, n - 1, out=idx)
+        return np.equal(sel.take(idx), rows)
+
+
 class _Context:
     """What one evaluation needs lazily: the user's row and recent interactions."""
 
-    __slots__ = ("data", "user_id", "filter_values", "_user_row", "_hist", "_selected")
+    __slots__ = ("data", "user_id", "filter_values", "_user_row", "_hist")
 
     def __init__(self, data, user_id, filter_values: Mapping):
         self.data = data
@@ -953,7 +1027,6 @@ class _Context:
         self.filter_values = filter_values
         self._user_row = None
         self._hist = None
-        self._selected = None
 
     def user_row(self) -> int:
         if self._user_row is None:
@@ -970,94 +1043,19 @@ class _Context:
                 return False
         return True
 
-    def _history(self):
+    def _history(self) -> InteractionHistory:
         if self._hist is None:
-            hist_rows, hist_types = self.data.recent_interactions(self.user_id)
-            hist_rows = np.asarray(hist_rows, dtype=np.int64).reshape(-1)
-            if len(hist_types) != hist_rows.shape[0]:
-                raise ValueError(f"{_PREFIX}recent_interactions returned {hist_rows.shape[0]} rows "
-                                 f"but {len(hist_types)} event types")
-            top = int(hist_rows.max()) if hist_rows.shape[0] else -1
-            self._hist = (hist_rows, hist_types, top)
-            self._selected = {}
+            get = getattr(self.data, "interaction_history", None)
+            if get is not None:
+                self._hist = get(self.user_id)
+            else:
+                self._hist = InteractionHistory(*self.data.recent_interactions(self.user_id))
         return self._hist
-
-    def _select(self, negate: bool, types: frozenset, wildcard: bool) -> np.ndarray:
-        """Item rows of the interactions whose event type matches (may hold -1)."""
-        hist_rows, hist_types, _ = self._hist
-        if wildcard:
-            return hist_rows[:0] if negate else hist_rows
-        if negate:
-            present = frozenset(hist_types)
-            wanted = present - types
-            if not wanted:
-                return hist_rows[:0]
-            if len(wanted) == len(present):
-                return hist_rows
-            types = wanted
-        return _rows_of_types(hist_rows, hist_types, types)
 
     def interacted(self, rows: np.ndarray, negate: bool, types: frozenset, wildcard: bool) -> np.ndarray:
         """Per candidate: is it among the user's recent interactions of the selected event types?"""
-        if self._hist is None:
-            self._history()
-        key = (negate, wildcard, types)
-        sel = self._selected.get(key)
-        if sel is None:
-            sel = self._selected[key] = self._select(negate, types, wildcard)
-        if sel.shape[0] == 0:
-            return np.zeros(rows.shape[0], dtype=bool)
-        # Scatter the selected rows into a per-thread scratch vector, gather the candidates, clear.
-        # The scratch is longer than the largest row + 1, so its last entry is never a real row:
-        # an interaction row of -1 lands there and is cleared before gathering, and candidate
-        # rows past the end clip to it. Candidate -1 clips to entry 0 and is fixed up.
-        buf = _scratch(self._hist[2] + 3)
-        buf[sel] = True
-        buf[-1] = False
-        out = buf.take(rows, mode="clip")
-        if buf[0]:
-            out[rows < 0] = False
-        buf[sel] = False
-        return out
-
-
-_TLS = threading.local()
-
-
-def _scratch(size: int) -> np.ndarray:
-    """An all-False bool vector of at least ``size`` entries, private to this thread."""
-    buf = getattr(_TLS, "buf", None)
-    if buf is None or buf.shape[0] < size:
-        buf = _TLS.buf = np.zeros(max(size, 2 * (0 if buf is None else buf.shape[0]), 1024), dtype=bool)
-    return buf
-
-
-def _rows_of_types(hist_rows: np.ndarray, hist_types: Sequence[str], wanted: frozenset) -> np.ndarray:
-    """``hist_rows`` where the event type is in ``wanted``.
-
-    Callers usually list interactions grouped by event type (the 100 most recent of each), so
-    first try C-level ``list.count``/``index`` to find each wanted type as one contiguous run;
-    otherwise test every interaction.
-    """
-    n = hist_rows.shape[0]
-    if type(hist_types) in (list, tuple):
-        parts = []
-        for t in wanted:
-            c = hist_types.count(t)
-            if c == 0:
-                continue
-            if c == n:
-                return hist_rows
-            i = hist_types.index(t)
-            if hist_types[i:i + c].count(t) != c:
-                break
-            parts.append(hist_rows[i:i + c])
-        else:
-            if not parts:
-                return hist_rows[:0]
-            return parts[0] if len(parts) == 1 else np.concatenate(parts)
-    hit = np.fromiter(map(wanted.__contains__, hist_types), dtype=bool, count=n)
-    return hist_rows[hit]
+        hist = self._hist if self._hist is not None else self._history()
+        return hist.contains(hist.select(negate, types, wildcard), rows)
 
 
 # --------------------------------------------------------------------------------------------
