@@ -738,9 +738,11 @@ def test_random_expressions_match_reference(case):
         with pytest.raises(ValueError, match=r"\$"):
             plan.evaluate(data, user, rows, fv)
         return
-    for _ in range(2):  # the second run goes through the plan's caches
+    for _ in range(3):  # later runs go through the plan's caches (whole-column masks)
         got = plan.evaluate(data, user, rows, fv)
         assert got.tolist() == expected, text
+    got = plan.evaluate(data, user, rows[::-1].copy(), fv)  # other candidates, cached masks
+    assert got.tolist() == expected[::-1], text
 
 
 # --------------------------------------------------------------------------------------------

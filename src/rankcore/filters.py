@@ -766,6 +766,35 @@ class _ItemCondition:
         return out
 
 
+    def row_mask(self, fv: Mapping) -> np.ndarray:
+        """Padded whole-column mask (length n + 1, pad False) for these filter values."""
+        cond = self.cond
+        if cond.op != "IN":
+            x = _placeholder_number(fv, self.params[0])
+            with np.errstate(invalid="ignore"):
+                return _CMP_FUNCS[cond.op](self.pad["values"], x)
+        if self.kind == "numeric":
+            nums = list(self.const_numbers)
+            for p in self.params:
+                nums.extend(_placeholder_numbers(fv, p))
+            vals = self.pad["values"]
+            m = vals == nums[0]
+            for x in nums[1:]:
+                m |= vals == x
+            return m
+        strings = self.const_strings
+        for p in self.params:
+            strings = strings + _placeholder_strings(fv, p)
+        if self.kind == "categorical":
+            return self._table(strings)[self.pad["codes"]]
+        key = ("rows", strings)
+        m = self.cache.get(key)
+        if m is None:
+            m = np.zeros(len(self.col) + 1, dtype=bool)
+            m[:-1] = _multi_row_mask(self.col, self._table(strings)[:-2])
+        return m
+
+
 def _constant_row_mask(cond: Condition, col) -> np.ndarray:
     """Padded whole-column mask (length n + 1, pad False) of a condition without placeholders."""
     kind = _column_kind(col)
@@ -803,13 +832,21 @@ def _kind_error(cond: Condition, kind: str) -> ValueError:
 class _BoundItems:
     """An Items expression bound to columns: a folded constant mask plus placeholder groups."""
 
-    __slots__ = ("expr", "include", "params", "user_conds", "const_mask", "groups")
+    __slots__ = ("expr", "include", "params", "user_conds", "const_mask", "groups", "_masks",
+                 "_seen", "_lock")
+
+    #: Whole-column masks kept per expression (one per distinct set of filter values; each is
+    #: n_items + 1 bytes), built when a set of values comes back a second time.
+    MAX_CACHED_MASKS = 4
 
     def __init__(self, expr: Expression, columns: Mapping, user_conds: tuple):
         self.expr = expr
         self.include = expr.include
         self.params = tuple(sorted(expr.placeholders))
         self.user_conds = user_conds
+        self._masks: dict = {}  # filter values of self.params -> padded whole-column mask
+        self._seen: dict = {}  # filter values evaluated once over the candidates only
+        self._lock = threading.Lock()
         const_mask = None
         groups = []
         for group in expr.groups:
@@ -833,8 +870,48 @@ class _BoundItems:
         self.groups = tuple(groups)
 
     def mask(self, rows: np.ndarray, ctx: "_Context") -> np.ndarray:
-        m = self.const_mask[rows] if self.const_mask is not None else None
+        if not self.groups:
+            return self.const_mask[rows]
         fv = ctx.filter_values
+        try:
+            key = tuple([fv[p] for p in self.params])
+            m = self._masks.get(key)
+        except (KeyError, TypeError):  # a missing or unhashable value: no caching
+            key = m = None
+        if m is not None:
+            return m[rows]
+        if key is not None and all(type(v) is str for v in key):
+            if key in self._seen:
+                m = self._row_mask(fv)
+                with self._lock:
+                    masks = self._masks
+                    while len(masks) >= self.MAX_CACHED_MASKS:
+                        del masks[next(iter(masks))]
+                    masks[key] = m
+                    self._seen.pop(key, None)
+                return m[rows]
+            out = self._candidates_mask(rows, fv)
+            with self._lock:
+                if len(self._seen) >= 256:
+                    self._seen.clear()
+                self._seen[key] = None
+            return out
+        return self._candidates_mask(rows, fv)
+
+    def _row_mask(self, fv: Mapping) -> np.ndarray:
+        """The whole expression as a padded whole-column mask (row -1 reads the False pad)."""
+        m = None if self.const_mask is None else self.const_mask.copy()
+        for g_const, dynamic in self.groups:
+            gm = None if g_const is None else g_const.copy()
+            for c in dynamic:
+                cm = c.row_mask(fv)
+                gm = cm.copy() if gm is None else np.logical_and(gm, cm, out=gm)
+            m = gm if m is None else np.logical_or(m, gm, out=m)
+        m.flags.writeable = False
+        return m
+
+    def _candidates_mask(self, rows: np.ndarray, fv: Mapping) -> np.ndarray:
+        m = self.const_mask[rows] if self.const_mask is not None else None
         for g_const, dynamic in self.groups:
             gm = g_const[rows] if g_const is not None else None
             for c in dynamic:
