@@ -487,20 +487,23 @@ class Campaign:
         evaluate = self._resolve_filter(filter)
         rows = np.append(krows, -1) if unknown else krows
         try:
-            keep = np.asarray(evaluate(self.data, user_id, rows, filter_values or {}), dtype=bool)
+            keep = evaluate(self.data, user_id, rows, filter_values or {})
         except PersonalizeError:
             raise
         except ValueError as e:  # e.g. a missing INCLUDE placeholder value, a malformed value
             raise InvalidInputException(str(e)) from None
+        if type(keep) is not np.ndarray or keep.dtype != np.bool_:
+            keep = np.asarray(keep, dtype=bool)
         if keep.shape != rows.shape:
             raise ValueError(f"filter returned a mask of shape {keep.shape} for {rows.shape[0]} items")
         if unknown:
             if not keep[-1]:
                 unknown = []
             keep = keep[:-1]
-        if pos is None:
-            pos = np.arange(krows.shape[0], dtype=np.int64)
-        return pos[keep], krows[keep], unknown
+        idx = np.flatnonzero(keep)
+        if idx.shape[0] == krows.shape[0]:  # everything kept
+            return pos, krows, unknown
+        return (idx if pos is None else pos[idx]), krows[idx], unknown
 
     # ----------------------------------------------------------------- serving
     # ----------------------------------------------------------------- filters and events
