@@ -1025,8 +1025,8 @@ class InteractionHistory:
 
     Built from ``recent_interactions``'s ``(item_rows, event_types)``: event types are interned
     to small integer codes once, and ``select`` returns (and caches, a few per snapshot) the
-    sorted distinct item rows (-1 dropped) of the interactions whose event type matches, so a
-    per-candidate test is one ``searchsorted``. Immutable; a data object may cache one per user
+    sorted distinct item rows (-1 dropped) of the interactions whose event type matches; a
+    candidate test is then one scatter and one gather in a per-thread scratch vector. Immutable; a data object may cache one per user
     (``interaction_history(user_id)``) as long as it builds a new one when the history changes.
     """
 
@@ -1083,14 +1083,36 @@ class InteractionHistory:
         out.flags.writeable = False
         return out
 
-    def contains(self, sel: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        """Per candidate row: is it in ``sel`` (a result of ``select``)?"""
+    @staticmethod
+    def contains(sel: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """Per candidate row (``rows`` may hold -1): is it in ``sel`` (a result of ``select``)?
+
+        Scatters ``sel`` into a per-thread scratch vector, gathers the candidates and clears it
+        again: a few small, branch-free passes (a binary search per candidate mispredicts).
+        The scratch is longer than the largest selected row + 1, so candidate rows past the end
+        clip to a False entry; candidate -1 clips to entry 0 and is fixed up.
+        """
         n = sel.shape[0]
         if n == 0:
             return np.zeros(rows.shape[0], dtype=bool)
-        idx = np.searchsorted(sel, rows)
-        np.minimum(idx, n - 1, out=idx)
-        return np.equal(sel.take(idx), rows)
+        buf = _scratch(int(sel[n - 1]) + 2)
+        buf[sel] = True
+        out = buf.take(rows, mode="clip")
+        buf[sel] = False
+        if sel[0] == 0:
+            out[rows < 0] = False
+        return out
+
+
+_TLS = threading.local()
+
+
+def _scratch(size: int) -> np.ndarray:
+    """An all-False bool vector of at least ``size`` entries, private to this thread."""
+    buf = getattr(_TLS, "buf", None)
+    if buf is None or buf.shape[0] < size:
+        buf = _TLS.buf = np.zeros(max(size, 2 * (0 if buf is None else buf.shape[0]), 1024), dtype=bool)
+    return buf
 
 
 class _Context:
