@@ -81,13 +81,17 @@ Performance
 -----------
 Constant conditions of an Items expression are folded, per set of columns, into one padded
 boolean row mask (row -1 reads a False pad), so evaluating them is a single gather. Conditions
-with placeholders use cached per-column code tables (categorical), a CSR segment scan over the
-candidates only (multi-valued) or direct comparisons (numeric). Interactions conditions scatter
-the matching interaction rows into a per-thread scratch vector and gather the candidates. Event
-types are matched per distinct type with C-level ``list.count``/``index`` when the caller lists
-interactions grouped by event type (fastest when its event-type strings are interned); otherwise
-one pass over the interactions. Bindings are cached per plan keyed by the ids of the columns
-(with weak references guarding against id reuse); ``validate`` runs as part of binding.
+with placeholders are evaluated over the candidates the first time a set of filter values is
+seen (cached per-column code tables for categorical, a CSR segment scan for multi-valued, direct
+comparisons for numeric); when the same values come back, the whole expression is folded into a
+padded whole-column mask for them (``_BoundItems.MAX_CACHED_MASKS`` kept per expression, oldest
+dropped first), so a repeated request is one gather. Interactions conditions read an
+:class:`InteractionHistory` (event types interned to small codes; the sorted rows of each event
+type set cached), which the data object may cache per user (``interaction_history(user_id)``,
+as ``CampaignData`` does until the user's next recorded event); the selected rows are scattered
+into a per-thread scratch vector and the candidates gathered. Bindings are cached per plan keyed
+by the ids of the columns (with weak references guarding against id reuse); ``validate`` runs as
+part of binding.
 """
 from __future__ import annotations
 
