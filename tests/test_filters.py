@@ -738,9 +738,11 @@ def test_random_expressions_match_reference(case):
         with pytest.raises(ValueError, match=r"\$"):
             plan.evaluate(data, user, rows, fv)
         return
-    for _ in range(2):  # the second run goes through the plan's caches
+    for _ in range(3):  # later runs go through the plan's caches (whole-column masks)
         got = plan.evaluate(data, user, rows, fv)
         assert got.tolist() == expected, text
+    got = plan.evaluate(data, user, rows[::-1].copy(), fv)  # other candidates, cached masks
+    assert got.tolist() == expected[::-1], text
 
 
 # --------------------------------------------------------------------------------------------
@@ -821,3 +823,22 @@ def test_any_string_value_round_trips_through_the_parser(values):
         return
     plan = compile_filter(text)
     assert [v.text for v in plan.expressions[0].groups[0][0].values] == values
+
+
+def test_campaign_caches_never_serve_stale_results():
+    import rankcore
+    from rankcore.datasets import synthetic
+
+    c = rankcore.Campaign(synthetic(n_users=20, n_items=300, dim=8, seed=1))
+    seen = c.create_filter("seen", 'EXCLUDE ItemID WHERE Interactions.EVENT_TYPE IN ("view")')
+    ids = [str(i) for i in range(50)]
+    for _ in range(3):  # warm the per-user history cache
+        assert "7" in c.rank("new-user", ids, filter=seen).item_ids
+    c.put_events("new-user", [{"itemId": "7", "eventType": "view", "sentAt": 1.0}])
+    assert "7" not in c.rank("new-user", ids, filter=seen).item_ids
+    genre = c.create_filter("genre", "INCLUDE ItemID WHERE Items.GENRE IN ($G)")
+    results = {}
+    for _ in range(3):  # first over the candidates, then through the cached whole-column masks
+        for g in ("Comedy", "Drama", "Action", "Thriller", "Romance", "Horror"):
+            got = c.rank("1", ids, filter=genre, filter_values={"G": f'"{g}"'}).item_ids
+            assert results.setdefault(g, got) == got

@@ -232,6 +232,7 @@ class CampaignData:
         self._events: dict = {}  # user_id -> list of (timestamp, item_row, event_type)
         self._version: dict = {}  # user_id -> number of record_interactions calls
         self._merged: dict = {}  # user_id -> (version, recent interactions at the default limit)
+        self._histories: dict = {}  # user_id -> (model, version, filters.InteractionHistory)
 
     def user_row(self, user_id: str) -> int:
         return self.model.user_row(user_id)
@@ -248,6 +249,7 @@ class CampaignData:
             self._events.setdefault(user_id, []).extend(new)
             self._version[user_id] = self._version.get(user_id, 0) + 1
             self._merged.pop(user_id, None)
+            self._histories.pop(user_id, None)
 
     def recent_interactions(self, user_id: str, limit: int | None = None) -> tuple:
         """``(item_rows int64 (m,), event_types list[str])``, at most ``limit`` (default 100)
@@ -270,6 +272,30 @@ class CampaignData:
                 if self._version.get(user_id, 0) == version:
                     self._merged[user_id] = (version, result)
         return result
+
+    #: Users whose ``interaction_history`` is kept (oldest dropped first).
+    MAX_CACHED_HISTORIES = 2048
+
+    def interaction_history(self, user_id: str):
+        """``recent_interactions(user_id)`` as a ``filters.InteractionHistory``, cached per user
+        until the next ``record_interactions`` for that user (or a new ``model``)."""
+        entry = self._histories.get(user_id)
+        if entry is not None and entry[0] is self.model and entry[1] == self._version.get(user_id, 0):
+            return entry[2]
+        from .filters import InteractionHistory
+
+        model = self.model
+        with self._lock:
+            version = self._version.get(user_id, 0)
+        hist = InteractionHistory(*self.recent_interactions(user_id))
+        with self._lock:
+            if self._version.get(user_id, 0) == version and self.model is model:
+                cache = self._histories
+                cache.pop(user_id, None)
+                while len(cache) >= self.MAX_CACHED_HISTORIES:
+                    del cache[next(iter(cache))]
+                cache[user_id] = (model, version, hist)
+        return hist
 
     def _merge(self, user_id: str, extra: list, limit: int) -> tuple:
         """Stored history and recorded events of one user, by time, ``limit`` per event type."""
@@ -461,20 +487,23 @@ class Campaign:
         evaluate = self._resolve_filter(filter)
         rows = np.append(krows, -1) if unknown else krows
         try:
-            keep = np.asarray(evaluate(self.data, user_id, rows, filter_values or {}), dtype=bool)
+            keep = evaluate(self.data, user_id, rows, filter_values or {})
         except PersonalizeError:
             raise
         except ValueError as e:  # e.g. a missing INCLUDE placeholder value, a malformed value
             raise InvalidInputException(str(e)) from None
+        if type(keep) is not np.ndarray or keep.dtype != np.bool_:
+            keep = np.asarray(keep, dtype=bool)
         if keep.shape != rows.shape:
             raise ValueError(f"filter returned a mask of shape {keep.shape} for {rows.shape[0]} items")
         if unknown:
             if not keep[-1]:
                 unknown = []
             keep = keep[:-1]
-        if pos is None:
-            pos = np.arange(krows.shape[0], dtype=np.int64)
-        return pos[keep], krows[keep], unknown
+        idx = np.flatnonzero(keep)
+        if idx.shape[0] == krows.shape[0]:  # everything kept
+            return pos, krows, unknown
+        return (idx if pos is None else pos[idx]), krows[idx], unknown
 
     # ----------------------------------------------------------------- serving
     # ----------------------------------------------------------------- filters and events

@@ -81,13 +81,17 @@ Performance
 -----------
 Constant conditions of an Items expression are folded, per set of columns, into one padded
 boolean row mask (row -1 reads a False pad), so evaluating them is a single gather. Conditions
-with placeholders use cached per-column code tables (categorical), a CSR segment scan over the
-candidates only (multi-valued) or direct comparisons (numeric). Interactions conditions scatter
-the matching interaction rows into a per-thread scratch vector and gather the candidates. Event
-types are matched per distinct type with C-level ``list.count``/``index`` when the caller lists
-interactions grouped by event type (fastest when its event-type strings are interned); otherwise
-one pass over the interactions. Bindings are cached per plan keyed by the ids of the columns
-(with weak references guarding against id reuse); ``validate`` runs as part of binding.
+with placeholders are evaluated over the candidates the first time a set of filter values is
+seen (cached per-column code tables for categorical, a CSR segment scan for multi-valued, direct
+comparisons for numeric); when the same values come back, the whole expression is folded into a
+padded whole-column mask for them (``_BoundItems.MAX_CACHED_MASKS`` kept per expression, oldest
+dropped first), so a repeated request is one gather. Interactions conditions read an
+:class:`InteractionHistory` (event types interned to small codes; the sorted rows of each event
+type set cached), which the data object may cache per user (``interaction_history(user_id)``,
+as ``CampaignData`` does until the user's next recorded event); the selected rows are scattered
+into a per-thread scratch vector and the candidates gathered. Bindings are cached per plan keyed
+by the ids of the columns (with weak references guarding against id reuse); ``validate`` runs as
+part of binding.
 """
 from __future__ import annotations
 
@@ -109,6 +113,7 @@ __all__ = [
     "Expression",
     "compile_filter",
     "parse_filter_values",
+    "InteractionHistory",
     "MAX_EXPRESSION_LENGTH",
 ]
 
@@ -765,6 +770,35 @@ class _ItemCondition:
         return out
 
 
+    def row_mask(self, fv: Mapping) -> np.ndarray:
+        """Padded whole-column mask (length n + 1, pad False) for these filter values."""
+        cond = self.cond
+        if cond.op != "IN":
+            x = _placeholder_number(fv, self.params[0])
+            with np.errstate(invalid="ignore"):
+                return _CMP_FUNCS[cond.op](self.pad["values"], x)
+        if self.kind == "numeric":
+            nums = list(self.const_numbers)
+            for p in self.params:
+                nums.extend(_placeholder_numbers(fv, p))
+            vals = self.pad["values"]
+            m = vals == nums[0]
+            for x in nums[1:]:
+                m |= vals == x
+            return m
+        strings = self.const_strings
+        for p in self.params:
+            strings = strings + _placeholder_strings(fv, p)
+        if self.kind == "categorical":
+            return self._table(strings)[self.pad["codes"]]
+        key = ("rows", strings)
+        m = self.cache.get(key)
+        if m is None:
+            m = np.zeros(len(self.col) + 1, dtype=bool)
+            m[:-1] = _multi_row_mask(self.col, self._table(strings)[:-2])
+        return m
+
+
 def _constant_row_mask(cond: Condition, col) -> np.ndarray:
     """Padded whole-column mask (length n + 1, pad False) of a condition without placeholders."""
     kind = _column_kind(col)
@@ -802,13 +836,21 @@ def _kind_error(cond: Condition, kind: str) -> ValueError:
 class _BoundItems:
     """An Items expression bound to columns: a folded constant mask plus placeholder groups."""
 
-    __slots__ = ("expr", "include", "params", "user_conds", "const_mask", "groups")
+    __slots__ = ("expr", "include", "params", "user_conds", "const_mask", "groups", "_masks",
+                 "_seen", "_lock")
+
+    #: Whole-column masks kept per expression (one per distinct set of filter values; each is
+    #: n_items + 1 bytes), built when a set of values comes back a second time.
+    MAX_CACHED_MASKS = 4
 
     def __init__(self, expr: Expression, columns: Mapping, user_conds: tuple):
         self.expr = expr
         self.include = expr.include
         self.params = tuple(sorted(expr.placeholders))
         self.user_conds = user_conds
+        self._masks: dict = {}  # filter values of self.params -> padded whole-column mask
+        self._seen: dict = {}  # filter values evaluated once over the candidates only
+        self._lock = threading.Lock()
         const_mask = None
         groups = []
         for group in expr.groups:
@@ -832,8 +874,48 @@ class _BoundItems:
         self.groups = tuple(groups)
 
     def mask(self, rows: np.ndarray, ctx: "_Context") -> np.ndarray:
-        m = self.const_mask[rows] if self.const_mask is not None else None
+        if not self.groups:
+            return self.const_mask[rows]
         fv = ctx.filter_values
+        try:
+            key = tuple([fv[p] for p in self.params])
+            m = self._masks.get(key)
+        except (KeyError, TypeError):  # a missing or unhashable value: no caching
+            key = m = None
+        if m is not None:
+            return m[rows]
+        if key is not None and all(type(v) is str for v in key):
+            if key in self._seen:
+                m = self._row_mask(fv)
+                with self._lock:
+                    masks = self._masks
+                    while len(masks) >= self.MAX_CACHED_MASKS:
+                        del masks[next(iter(masks))]
+                    masks[key] = m
+                    self._seen.pop(key, None)
+                return m[rows]
+            out = self._candidates_mask(rows, fv)
+            with self._lock:
+                if len(self._seen) >= 256:
+                    self._seen.clear()
+                self._seen[key] = None
+            return out
+        return self._candidates_mask(rows, fv)
+
+    def _row_mask(self, fv: Mapping) -> np.ndarray:
+        """The whole expression as a padded whole-column mask (row -1 reads the False pad)."""
+        m = None if self.const_mask is None else self.const_mask.copy()
+        for g_const, dynamic in self.groups:
+            gm = None if g_const is None else g_const.copy()
+            for c in dynamic:
+                cm = c.row_mask(fv)
+                gm = cm.copy() if gm is None else np.logical_and(gm, cm, out=gm)
+            m = gm if m is None else np.logical_or(m, gm, out=m)
+        m.flags.writeable = False
+        return m
+
+    def _candidates_mask(self, rows: np.ndarray, fv: Mapping) -> np.ndarray:
+        m = self.const_mask[rows] if self.const_mask is not None else None
         for g_const, dynamic in self.groups:
             gm = g_const[rows] if g_const is not None else None
             for c in dynamic:
@@ -942,10 +1024,105 @@ class _BoundPlan:
         self.exprs = tuple(exprs)
 
 
+class InteractionHistory:
+    """A snapshot of one user's recent interactions, ready for Interactions conditions.
+
+    Built from ``recent_interactions``'s ``(item_rows, event_types)``: event types are interned
+    to small integer codes once, and ``select`` returns (and caches, a few per snapshot) the
+    sorted distinct item rows (-1 dropped) of the interactions whose event type matches; a
+    candidate test is then one scatter and one gather in a per-thread scratch vector. Immutable; a data object may cache one per user
+    (``interaction_history(user_id)``) as long as it builds a new one when the history changes.
+    """
+
+    __slots__ = ("_rows", "_codes", "_names", "_sel", "__weakref__")
+
+    _MAX_SELECTIONS = 16
+
+    def __init__(self, item_rows, event_types: Sequence):
+        rows = np.asarray(item_rows, dtype=np.int64).reshape(-1)
+        if len(event_types) != rows.shape[0]:
+            raise ValueError(f"{_PREFIX}recent_interactions returned {rows.shape[0]} rows "
+                             f"but {len(event_types)} event types")
+        names: dict = {}
+        codes = np.fromiter((names.setdefault(t, len(names)) for t in event_types),
+                            dtype=np.int32, count=rows.shape[0])
+        self._rows = rows
+        self._codes = codes
+        self._names = names  # event type -> code
+        self._sel: dict = {}
+
+    def __len__(self) -> int:
+        return self._rows.shape[0]
+
+    def select(self, negate: bool, types: frozenset, wildcard: bool) -> np.ndarray:
+        """Sorted distinct rows (>= 0) of the interactions with a type in ``types`` (``negate``:
+        with a type not in ``types``; ``wildcard``: any type, or none when negated)."""
+        key = (negate, wildcard, types)
+        sel = self._sel.get(key)
+        if sel is None:
+            sel = self._select(negate, types, wildcard)
+            if len(self._sel) >= self._MAX_SELECTIONS:
+                self._sel.clear()
+            self._sel[key] = sel
+        return sel
+
+    def _select(self, negate: bool, types: frozenset, wildcard: bool) -> np.ndarray:
+        rows = self._rows
+        names = self._names
+        if wildcard:
+            picked = rows[:0] if negate else rows
+        else:
+            wanted = [c for t, c in names.items() if (t in types) != negate]
+            if not wanted:
+                picked = rows[:0]
+            elif len(wanted) == len(names):
+                picked = rows
+            elif len(wanted) == 1:
+                picked = rows[self._codes == wanted[0]]
+            else:
+                picked = rows[np.isin(self._codes, wanted)]
+        out = np.unique(picked)
+        if out.shape[0] and out[0] < 0:
+            out = out[np.searchsorted(out, 0):]
+        out.flags.writeable = False
+        return out
+
+    @staticmethod
+    def contains(sel: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """Per candidate row (``rows`` may hold -1): is it in ``sel`` (a result of ``select``)?
+
+        Scatters ``sel`` into a per-thread scratch vector, gathers the candidates and clears it
+        again: a few small, branch-free passes (a binary search per candidate mispredicts).
+        The scratch is longer than the largest selected row + 1, so candidate rows past the end
+        clip to a False entry; candidate -1 clips to entry 0 and is fixed up.
+        """
+        n = sel.shape[0]
+        if n == 0:
+            return np.zeros(rows.shape[0], dtype=bool)
+        buf = _scratch(int(sel[n - 1]) + 2)
+        buf[sel] = True
+        out = buf.take(rows, mode="clip")
+        buf[sel] = False
+        if sel[0] == 0:
+            out[rows < 0] = False
+        return out
+
+
+_TLS = threading.local()
+
+
+def _scratch(size: int) -> np.ndarray:
+    """An all-False bool vector of at least ``size`` entries, private to this thread."""
+    buf = getattr(_TLS, "buf", None)
+    if buf is None or buf.shape[0] < size:
+        buf = _TLS.buf = np.zeros(max(size, 2 * (0 if buf is None else buf.shape[0]), 1024), dtype=bool)
+    return buf
+
+
 class _Context:
     """What one evaluation needs lazily: the user's row and recent interactions."""
 
-    __slots__ = ("data", "user_id", "filter_values", "_user_row", "_hist", "_selected")
+    __slots__ = ("data", "user_id", "filter_values", "_user_row", "_hist")
 
     def __init__(self, data, user_id, filter_values: Mapping):
         self.data = data
@@ -953,7 +1130,6 @@ class _Context:
         self.filter_values = filter_values
         self._user_row = None
         self._hist = None
-        self._selected = None
 
     def user_row(self) -> int:
         if self._user_row is None:
@@ -970,94 +1146,19 @@ class _Context:
                 return False
         return True
 
-    def _history(self):
+    def _history(self) -> InteractionHistory:
         if self._hist is None:
-            hist_rows, hist_types = self.data.recent_interactions(self.user_id)
-            hist_rows = np.asarray(hist_rows, dtype=np.int64).reshape(-1)
-            if len(hist_types) != hist_rows.shape[0]:
-                raise ValueError(f"{_PREFIX}recent_interactions returned {hist_rows.shape[0]} rows "
-                                 f"but {len(hist_types)} event types")
-            top = int(hist_rows.max()) if hist_rows.shape[0] else -1
-            self._hist = (hist_rows, hist_types, top)
-            self._selected = {}
+            get = getattr(self.data, "interaction_history", None)
+            if get is not None:
+                self._hist = get(self.user_id)
+            else:
+                self._hist = InteractionHistory(*self.data.recent_interactions(self.user_id))
         return self._hist
-
-    def _select(self, negate: bool, types: frozenset, wildcard: bool) -> np.ndarray:
-        """Item rows of the interactions whose event type matches (may hold -1)."""
-        hist_rows, hist_types, _ = self._hist
-        if wildcard:
-            return hist_rows[:0] if negate else hist_rows
-        if negate:
-            present = frozenset(hist_types)
-            wanted = present - types
-            if not wanted:
-                return hist_rows[:0]
-            if len(wanted) == len(present):
-                return hist_rows
-            types = wanted
-        return _rows_of_types(hist_rows, hist_types, types)
 
     def interacted(self, rows: np.ndarray, negate: bool, types: frozenset, wildcard: bool) -> np.ndarray:
         """Per candidate: is it among the user's recent interactions of the selected event types?"""
-        if self._hist is None:
-            self._history()
-        key = (negate, wildcard, types)
-        sel = self._selected.get(key)
-        if sel is None:
-            sel = self._selected[key] = self._select(negate, types, wildcard)
-        if sel.shape[0] == 0:
-            return np.zeros(rows.shape[0], dtype=bool)
-        # Scatter the selected rows into a per-thread scratch vector, gather the candidates, clear.
-        # The scratch is longer than the largest row + 1, so its last entry is never a real row:
-        # an interaction row of -1 lands there and is cleared before gathering, and candidate
-        # rows past the end clip to it. Candidate -1 clips to entry 0 and is fixed up.
-        buf = _scratch(self._hist[2] + 3)
-        buf[sel] = True
-        buf[-1] = False
-        out = buf.take(rows, mode="clip")
-        if buf[0]:
-            out[rows < 0] = False
-        buf[sel] = False
-        return out
-
-
-_TLS = threading.local()
-
-
-def _scratch(size: int) -> np.ndarray:
-    """An all-False bool vector of at least ``size`` entries, private to this thread."""
-    buf = getattr(_TLS, "buf", None)
-    if buf is None or buf.shape[0] < size:
-        buf = _TLS.buf = np.zeros(max(size, 2 * (0 if buf is None else buf.shape[0]), 1024), dtype=bool)
-    return buf
-
-
-def _rows_of_types(hist_rows: np.ndarray, hist_types: Sequence[str], wanted: frozenset) -> np.ndarray:
-    """``hist_rows`` where the event type is in ``wanted``.
-
-    Callers usually list interactions grouped by event type (the 100 most recent of each), so
-    first try C-level ``list.count``/``index`` to find each wanted type as one contiguous run;
-    otherwise test every interaction.
-    """
-    n = hist_rows.shape[0]
-    if type(hist_types) in (list, tuple):
-        parts = []
-        for t in wanted:
-            c = hist_types.count(t)
-            if c == 0:
-                continue
-            if c == n:
-                return hist_rows
-            i = hist_types.index(t)
-            if hist_types[i:i + c].count(t) != c:
-                break
-            parts.append(hist_rows[i:i + c])
-        else:
-            if not parts:
-                return hist_rows[:0]
-            return parts[0] if len(parts) == 1 else np.concatenate(parts)
-    hit = np.fromiter(map(wanted.__contains__, hist_types), dtype=bool, count=n)
-    return hist_rows[hit]
+        hist = self._hist if self._hist is not None else self._history()
+        return hist.contains(hist.select(negate, types, wildcard), rows)
 
 
 # --------------------------------------------------------------------------------------------
