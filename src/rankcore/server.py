@@ -509,6 +509,24 @@ class _InvalidInput(PersonalizeError):
     http_status = 400
 
 
+class _App(Starlette):
+    """Starlette, except that ``POST /personalize-ranking`` goes straight to its endpoint.
+
+    The endpoint is a raw ASGI callable that answers every outcome itself (errors included), so
+    the middleware stack and router would only add per-request cost on the hot route; every other
+    request takes Starlette's usual path.
+    """
+
+    hot_path: Callable | None = None
+
+    async def __call__(self, scope, receive, send) -> None:
+        if (self.hot_path is not None and scope["type"] == "http"
+                and scope["path"] == "/personalize-ranking" and scope["method"] == "POST"):
+            await self.hot_path(scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
+
+
 def create_app(registry: CampaignRegistry, *, verifier: SigV4Verifier | None = None,
                metrics: Metrics | None = None) -> Starlette:
     """The Starlette application serving ``registry`` (routes in the module docstring)."""
@@ -518,9 +536,7 @@ def create_app(registry: CampaignRegistry, *, verifier: SigV4Verifier | None = N
         client = registry.client  # read once: the whole request sees one model
         if not isinstance(params, dict):
             raise _InvalidInput("Request body must be a JSON object")
-        response = client.get_personalized_ranking(**params)
-        rid = response.pop("ResponseMetadata")["RequestId"]
-        return orjson.dumps(response), rid
+        return client.get_personalized_ranking_json(params)  # (body bytes, request ID)
 
     def get_recommendations(params):
         raise _InvalidInput("GetRecommendations is not available on this server (catalog-wide "
@@ -544,15 +560,16 @@ def create_app(registry: CampaignRegistry, *, verifier: SigV4Verifier | None = N
         metrics.observe("Unknown", 500, "ServiceException", None)
         return error_response(500, "ServiceException", "Internal error")
 
+    ranking = _Operation("GetPersonalizedRanking", get_personalized_ranking, metrics, verifier, timed=True)
     routes = [
-        Route("/personalize-ranking", _Operation("GetPersonalizedRanking", get_personalized_ranking,
-                                                 metrics, verifier, timed=True), methods=["POST"]),
+        Route("/personalize-ranking", ranking, methods=["POST"]),
         Route("/recommendations", _Operation("GetRecommendations", get_recommendations, metrics,
                                              verifier), methods=["POST"]),
         Route("/ping", ping, methods=["GET", "HEAD"]),
         Route("/metrics", metrics_route, methods=["GET"]),
     ]
-    app = Starlette(routes=routes, exception_handlers={HTTPException: http_error, Exception: server_error})
+    app = _App(routes=routes, exception_handlers={HTTPException: http_error, Exception: server_error})
+    app.hot_path = ranking
     app.state.registry = registry
     app.state.metrics = metrics
     return app
@@ -663,7 +680,8 @@ def serve(s: dict) -> int:
         print(f"warning: serving on {s['host']} without authentication: anyone who can reach this "
               "address can query the models (use --auth sigv4 --credentials FILE)", file=sys.stderr)
     common = dict(host=s["host"], port=s["port"], loop="uvloop", http="httptools", access_log=False,
-                  log_level=s["log_level"], lifespan="off", server_header=False)
+                  log_level=s["log_level"], lifespan="off", server_header=False,
+                  proxy_headers=False)  # nothing reads the client address or scheme
     if s["workers"] > 1:
         # each worker builds its own registry (and watcher) from the settings
         registry = registry_from_settings(s)  # fail fast, and print the ARNs, in the parent
