@@ -434,3 +434,29 @@ def test_credentials_file_formats(tmp_path):
     js.write_text("[]")
     with pytest.raises(ValueError):
         load_credentials(str(js))
+
+
+def test_get_personalized_ranking_json(local):
+    """``Client.get_personalized_ranking_json`` (the server's path): the body of the dict path
+    without ``ResponseMetadata``, a fresh request ID, and the same errors."""
+    import orjson
+
+    lists = [[str(i) for i in range(0, 2000, 4)][:499] + ["zz"],
+             ["3", 'q"uote', "4", "back\\slash", "tab\t", "é-ü", "日本", "3"]]
+    for ids in lists:
+        params = {"campaignArn": ARN, "userId": "12", "inputList": ids}
+        body, rid = local.get_personalized_ranking_json(params)
+        expected = local.get_personalized_ranking(**params)
+        got = orjson.loads(body)
+        assert list(got) == ["personalizedRanking", "recommendationId"]
+        assert got["personalizedRanking"] == expected["personalizedRanking"]
+        assert got["recommendationId"].startswith("RID-") and len(rid) == 36
+        assert got["recommendationId"] != expected["recommendationId"]
+    for bad, exc in ((dict(params, campaignArn=ARN + "x"), local.exceptions.ResourceNotFoundException),
+                     (dict(params, inputList=["1"] * 501), local.exceptions.InvalidInputException),
+                     (dict(params, extra=1), local.exceptions.InvalidInputException)):
+        with pytest.raises(exc) as e1:
+            local.get_personalized_ranking_json(bad)
+        with pytest.raises(exc) as e2:
+            local.get_personalized_ranking(**bad)
+        assert str(e1.value) == str(e2.value)
