@@ -460,3 +460,24 @@ def test_get_personalized_ranking_json(local):
         with pytest.raises(exc) as e2:
             local.get_personalized_ranking(**bad)
         assert str(e1.value) == str(e2.value)
+
+
+def test_workers_setting():
+    import argparse
+
+    from rankcore.cli import configure_serve_parser
+    from rankcore.server import resolve_workers, settings_from_args
+
+    parser = argparse.ArgumentParser()
+    configure_serve_parser(parser)
+    assert settings_from_args(parser.parse_args(["--campaign", "a=b"]))["workers"] == 1
+    assert settings_from_args(parser.parse_args(["--workers", "AUTO"]))["workers"] == "auto"
+    assert settings_from_args(parser.parse_args(["--workers", "3"]))["workers"] == 3
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--workers", "0"])
+    n = resolve_workers("auto")
+    assert isinstance(n, int) and 1 <= n <= (os.cpu_count() or 1)
+    assert resolve_workers(2) == 2
+    for bad in (0, "two", 1.5, True):
+        with pytest.raises(ValueError):
+            resolve_workers(bad)

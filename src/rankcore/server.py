@@ -669,11 +669,30 @@ def _configure_logging(level: str) -> None:
     log.setLevel(level.upper())
 
 
+def resolve_workers(value) -> int:
+    """``workers`` setting -> process count: a positive int, or ``"auto"`` for one per CPU.
+
+    The default stays 1: one process keeps ``/metrics`` whole (each worker counts only its own
+    requests) and handles SIGHUP itself. ``auto`` is for a multi-core machine where the server
+    has the cores to itself; ranking is CPU-bound, so more workers than CPUs gains nothing.
+    """
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        try:
+            n = len(os.sched_getaffinity(0))
+        except (AttributeError, OSError):
+            n = os.cpu_count() or 1
+        return max(1, n)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"workers must be a positive integer or 'auto', got {value!r}")
+    return value
+
+
 def serve(s: dict) -> int:
     """Run the server until SIGINT/SIGTERM. ``s`` comes from ``settings_from_args``."""
     import uvicorn
 
     _configure_logging(s["log_level"])
+    s = dict(s, workers=resolve_workers(s["workers"]))
     if s["auth"] == "sigv4" and not s["credentials"]:
         raise ValueError("--auth sigv4 needs --credentials FILE")
     if s["auth"] == "none" and s["host"] not in _LOOPBACK:
