@@ -4,8 +4,10 @@ Starts ``python -m rankcore serve`` on a free 127.0.0.1 port (or uses ``--url``,
 127.0.0.1 address), then for each concurrency level sends exactly ``--requests`` GetPersonalizedRanking
 requests of ``--items`` items over keep-alive connections (one asyncio client per connection, raw
 HTTP/1.1, so the client costs little CPU), checks every status is 200, and prints a table. The
-in-process ``Client.get_personalized_ranking`` on the same requests is timed for comparison. The
-script stops by itself; nothing leaves the machine.
+in-process ``Client.get_personalized_ranking`` on the same requests is timed for comparison.
+``srv us/req`` is the CPU time (user + system) of the server process and its workers per request,
+``gen us/req`` that of this load generator: on a small machine they share the cores, so req/s is
+bounded by about ``cores / (srv + gen)``. The script stops by itself; nothing leaves the machine.
 
     PYTHONPATH=src python benches/load_server.py --requests 4000 --concurrency 1 8
 """
@@ -129,7 +131,7 @@ def main(argv=None) -> int:
     p.add_argument("--items", type=int, default=500, help="items per request (default 500)")
     p.add_argument("--model", help="model directory (default: a synthetic 1000 x 10000, d=64 model)")
     p.add_argument("--url", help="an already running server, http://127.0.0.1:PORT (campaign 'bench')")
-    p.add_argument("--workers", type=int, default=1, help="server worker processes")
+    p.add_argument("--workers", default="1", help="server worker processes: N or auto (default 1)")
     p.add_argument("--warmup", type=int, default=200)
     args = p.parse_args(argv)
     if args.requests < 1 or args.requests > 1_000_000:

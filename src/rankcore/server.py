@@ -16,6 +16,17 @@ Routes (PERSONALIZE_API.md sections 2-4):
 Every response carries ``x-amzn-RequestId`` (a UUID) and ``Content-Type: application/json``
 (``/metrics``: ``text/plain``).
 
+Request path and workers
+------------------------
+``POST /personalize-ranking`` skips Starlette's middleware and router (the endpoint answers every
+outcome, errors included, itself) and takes the body straight from
+``Client.get_personalized_ranking_json``; uvicorn runs without its proxy-headers middleware
+(nothing reads the client address). Connections are HTTP/1.1 keep-alive (uvicorn's default, 5 s
+idle). Ranking is CPU-bound Python around native kernels, so one process serves at most one core:
+``--workers N`` (or ``auto``, one per usable CPU) scales across cores. The default stays 1 because
+with several workers each one counts only its own requests in ``/metrics`` and SIGHUP restarts
+the workers (uvicorn's supervisor) instead of swapping models in place.
+
 Campaigns and hot swap (UpdateCampaign)
 ---------------------------------------
 A :class:`CampaignRegistry` holds one ``Campaign`` per ``NAME=DIR`` and a ``Client`` over all of
