@@ -4,8 +4,10 @@ Starts ``python -m rankcore serve`` on a free 127.0.0.1 port (or uses ``--url``,
 127.0.0.1 address), then for each concurrency level sends exactly ``--requests`` GetPersonalizedRanking
 requests of ``--items`` items over keep-alive connections (one asyncio client per connection, raw
 HTTP/1.1, so the client costs little CPU), checks every status is 200, and prints a table. The
-in-process ``Client.get_personalized_ranking`` on the same requests is timed for comparison. The
-script stops by itself; nothing leaves the machine.
+in-process ``Client.get_personalized_ranking`` on the same requests is timed for comparison.
+``srv us/req`` is the CPU time (user + system) of the server process and its workers per request,
+``gen us/req`` that of this load generator: on a small machine they share the cores, so req/s is
+bounded by about ``cores / (srv + gen)``. The script stops by itself; nothing leaves the machine.
 
     PYTHONPATH=src python benches/load_server.py --requests 4000 --concurrency 1 8
 """
@@ -79,6 +81,33 @@ async def load(port: int, payloads: list, total: int, concurrency: int) -> tuple
     return time.perf_counter() - t0, np.array(lat), errors
 
 
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def tree_cpu(pid: int | None) -> float | None:
+    """CPU seconds (user + system) of process ``pid`` and its live descendants (Linux /proc)."""
+    if pid is None or not os.path.isdir("/proc"):
+        return None
+    stats = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat", "rb") as f:
+                    fields = f.read().rsplit(b")", 1)[1].split()
+            except OSError:
+                continue
+            stats[int(d)] = (int(fields[1]), int(fields[11]) + int(fields[12]))
+    children: dict = {}
+    for p, (ppid, _) in stats.items():
+        children.setdefault(ppid, []).append(p)
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        total += stats.get(p, (0, 0))[1]
+        todo += children.get(p, [])
+    return total / _TICK
+
+
 def wait_ready(port: int, proc, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -102,7 +131,7 @@ def main(argv=None) -> int:
     p.add_argument("--items", type=int, default=500, help="items per request (default 500)")
     p.add_argument("--model", help="model directory (default: a synthetic 1000 x 10000, d=64 model)")
     p.add_argument("--url", help="an already running server, http://127.0.0.1:PORT (campaign 'bench')")
-    p.add_argument("--workers", type=int, default=1, help="server worker processes")
+    p.add_argument("--workers", default="1", help="server worker processes: N or auto (default 1)")
     p.add_argument("--warmup", type=int, default=200)
     args = p.parse_args(argv)
     if args.requests < 1 or args.requests > 1_000_000:
@@ -155,15 +184,22 @@ def main(argv=None) -> int:
         asyncio.run(load(port, payloads, args.warmup, 4))
         print(f"rankcore {rankcore.__version__}, backend {rankcore.build_info()['default_backend']}, "
               f"{os.cpu_count()} CPUs, {args.items} items per request, server workers {args.workers}")
-        print(f"{'clients':>8} {'requests':>9} {'errors':>7} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
+        print(f"{'clients':>8} {'requests':>9} {'errors':>7} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}"
+              f" {'srv us/req':>10} {'gen us/req':>10}")
         print(f"{'in-proc':>8} {n_local:>9} {0:>7} {n_local / local.sum():>9.0f} "
-              f"{np.percentile(local, 50) * 1e3:>8.3f} {np.percentile(local, 99) * 1e3:>8.3f}")
+              f"{np.percentile(local, 50) * 1e3:>8.3f} {np.percentile(local, 99) * 1e3:>8.3f}"
+              f" {np.median(local) * 1e6:>10.0f} {'-':>10}")
         failed = 0
+        server_pid = proc.pid if proc is not None else None
         for c in args.concurrency:
+            s0, g0 = tree_cpu(server_pid), time.process_time()
             elapsed, lat, errors = asyncio.run(load(port, payloads, args.requests, c))
+            s1, g1 = tree_cpu(server_pid), time.process_time()
             failed += len(errors)
+            srv = f"{(s1 - s0) / len(lat) * 1e6:>10.0f}" if s0 is not None and lat.size else f"{'-':>10}"
             print(f"{c:>8} {len(lat):>9} {len(errors):>7} {len(lat) / elapsed:>9.0f} "
-                  f"{np.percentile(lat, 50) * 1e3:>8.3f} {np.percentile(lat, 99) * 1e3:>8.3f}")
+                  f"{np.percentile(lat, 50) * 1e3:>8.3f} {np.percentile(lat, 99) * 1e3:>8.3f}"
+                  f" {srv} {(g1 - g0) / max(len(lat), 1) * 1e6:>10.0f}")
             for e in errors[:3]:
                 print("   ", e.decode(errors="replace"))
         return 1 if failed else 0

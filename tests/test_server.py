@@ -434,3 +434,50 @@ def test_credentials_file_formats(tmp_path):
     js.write_text("[]")
     with pytest.raises(ValueError):
         load_credentials(str(js))
+
+
+def test_get_personalized_ranking_json(local):
+    """``Client.get_personalized_ranking_json`` (the server's path): the body of the dict path
+    without ``ResponseMetadata``, a fresh request ID, and the same errors."""
+    import orjson
+
+    lists = [[str(i) for i in range(0, 2000, 4)][:499] + ["zz"],
+             ["3", 'q"uote', "4", "back\\slash", "tab\t", "é-ü", "日本", "3"]]
+    for ids in lists:
+        params = {"campaignArn": ARN, "userId": "12", "inputList": ids}
+        body, rid = local.get_personalized_ranking_json(params)
+        expected = local.get_personalized_ranking(**params)
+        got = orjson.loads(body)
+        assert list(got) == ["personalizedRanking", "recommendationId"]
+        assert got["personalizedRanking"] == expected["personalizedRanking"]
+        assert got["recommendationId"].startswith("RID-") and len(rid) == 36
+        assert got["recommendationId"] != expected["recommendationId"]
+    for bad, exc in ((dict(params, campaignArn=ARN + "x"), local.exceptions.ResourceNotFoundException),
+                     (dict(params, inputList=["1"] * 501), local.exceptions.InvalidInputException),
+                     (dict(params, extra=1), local.exceptions.InvalidInputException)):
+        with pytest.raises(exc) as e1:
+            local.get_personalized_ranking_json(bad)
+        with pytest.raises(exc) as e2:
+            local.get_personalized_ranking(**bad)
+        assert str(e1.value) == str(e2.value)
+
+
+def test_workers_setting():
+    import argparse
+
+    from rankcore.cli import configure_serve_parser
+    from rankcore.server import resolve_workers, settings_from_args
+
+    parser = argparse.ArgumentParser()
+    configure_serve_parser(parser)
+    assert settings_from_args(parser.parse_args(["--campaign", "a=b"]))["workers"] == 1
+    assert settings_from_args(parser.parse_args(["--workers", "AUTO"]))["workers"] == "auto"
+    assert settings_from_args(parser.parse_args(["--workers", "3"]))["workers"] == 3
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--workers", "0"])
+    n = resolve_workers("auto")
+    assert isinstance(n, int) and 1 <= n <= (os.cpu_count() or 1)
+    assert resolve_workers(2) == 2
+    for bad in (0, "two", 1.5, True):
+        with pytest.raises(ValueError):
+            resolve_workers(bad)

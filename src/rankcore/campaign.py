@@ -745,6 +745,35 @@ class Client:
             "RetryAttempts": 0}
         return response
 
+    def get_personalized_ranking_json(self, params: Mapping) -> tuple:
+        """GetPersonalizedRanking straight to the wire: ``(body, request_id)``.
+
+        ``params`` is the request body as a mapping (wire names, as ``get_personalized_ranking``
+        takes them as keywords); ``body`` is the JSON response body as ``bytes`` (no
+        ``ResponseMetadata``) and ``request_id`` a new UUID. Validation, ranking and errors are
+        those of ``get_personalized_ranking``; only the boto3-style response dict is skipped,
+        for servers that send the body as it is. Needs orjson (the ``server`` extra).
+        """
+        from orjson import dumps
+
+        exc = self.exceptions
+        try:
+            _validate.validate_request(params, max_input_items=self.max_input_items)
+            arn = params["campaignArn"]
+            campaign = self._campaigns.get(arn)
+            if campaign is None:
+                raise ResourceNotFoundException(f"Resource {arn} does not exist.")
+            get = params.get
+            result = campaign.rank(params["userId"], params["inputList"],
+                                   context=get("context"), filter=get("filterArn"),
+                                   filter_values=get("filterValues"),
+                                   metadata_columns=get("metadataColumns"))
+        except InvalidInputException as e:
+            raise exc.InvalidInputException(e.message) from None
+        except ResourceNotFoundException as e:
+            raise exc.ResourceNotFoundException(e.message) from None
+        return dumps(result.to_response()), new_uuid()
+
     def can_paginate(self, operation_name: str) -> bool:
         return False
 

@@ -61,6 +61,11 @@ def _json_object_arg(text: str) -> dict:
     return value
 
 
+def _workers(text: str):
+    """``--workers``: a positive integer or ``auto`` (resolved by ``rankcore.server``)."""
+    return "auto" if text.strip().lower() == "auto" else _positive_int(text)
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -292,7 +297,9 @@ def configure_serve_parser(p: argparse.ArgumentParser) -> None:
                         "line win)")
     p.add_argument("--host", default=None, help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=_port, default=None, help="port (default 8080)")
-    p.add_argument("--workers", type=_positive_int, default=None, help="worker processes (default 1)")
+    p.add_argument("--workers", type=_workers, default=None, metavar="N|auto",
+                   help="worker processes, or 'auto' for one per CPU (default 1: one process, "
+                        "whose /metrics cover every request)")
     p.add_argument("--region", default=None, help=f"region in the ARNs (default {DEFAULT_REGION})")
     p.add_argument("--account", default=None, help=f"account in the ARNs (default {DEFAULT_ACCOUNT})")
     p.add_argument("--max-input-items", type=_positive_int, default=None,

@@ -16,6 +16,17 @@ Routes (PERSONALIZE_API.md sections 2-4):
 Every response carries ``x-amzn-RequestId`` (a UUID) and ``Content-Type: application/json``
 (``/metrics``: ``text/plain``).
 
+Request path and workers
+------------------------
+``POST /personalize-ranking`` skips Starlette's middleware and router (the endpoint answers every
+outcome, errors included, itself) and takes the body straight from
+``Client.get_personalized_ranking_json``; uvicorn runs without its proxy-headers middleware
+(nothing reads the client address). Connections are HTTP/1.1 keep-alive (uvicorn's default, 5 s
+idle). Ranking is CPU-bound Python around native kernels, so one process serves at most one core:
+``--workers N`` (or ``auto``, one per usable CPU) scales across cores. The default stays 1 because
+with several workers each one counts only its own requests in ``/metrics`` and SIGHUP restarts
+the workers (uvicorn's supervisor) instead of swapping models in place.
+
 Campaigns and hot swap (UpdateCampaign)
 ---------------------------------------
 A :class:`CampaignRegistry` holds one ``Campaign`` per ``NAME=DIR`` and a ``Client`` over all of
@@ -509,6 +520,24 @@ class _InvalidInput(PersonalizeError):
     http_status = 400
 
 
+class _App(Starlette):
+    """Starlette, except that ``POST /personalize-ranking`` goes straight to its endpoint.
+
+    The endpoint is a raw ASGI callable that answers every outcome itself (errors included), so
+    the middleware stack and router would only add per-request cost on the hot route; every other
+    request takes Starlette's usual path.
+    """
+
+    hot_path: Callable | None = None
+
+    async def __call__(self, scope, receive, send) -> None:
+        if (self.hot_path is not None and scope["type"] == "http"
+                and scope["path"] == "/personalize-ranking" and scope["method"] == "POST"):
+            await self.hot_path(scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
+
+
 def create_app(registry: CampaignRegistry, *, verifier: SigV4Verifier | None = None,
                metrics: Metrics | None = None) -> Starlette:
     """The Starlette application serving ``registry`` (routes in the module docstring)."""
@@ -518,9 +547,7 @@ def create_app(registry: CampaignRegistry, *, verifier: SigV4Verifier | None = N
         client = registry.client  # read once: the whole request sees one model
         if not isinstance(params, dict):
             raise _InvalidInput("Request body must be a JSON object")
-        response = client.get_personalized_ranking(**params)
-        rid = response.pop("ResponseMetadata")["RequestId"]
-        return orjson.dumps(response), rid
+        return client.get_personalized_ranking_json(params)  # (body bytes, request ID)
 
     def get_recommendations(params):
         raise _InvalidInput("GetRecommendations is not available on this server (catalog-wide "
@@ -544,15 +571,16 @@ def create_app(registry: CampaignRegistry, *, verifier: SigV4Verifier | None = N
         metrics.observe("Unknown", 500, "ServiceException", None)
         return error_response(500, "ServiceException", "Internal error")
 
+    ranking = _Operation("GetPersonalizedRanking", get_personalized_ranking, metrics, verifier, timed=True)
     routes = [
-        Route("/personalize-ranking", _Operation("GetPersonalizedRanking", get_personalized_ranking,
-                                                 metrics, verifier, timed=True), methods=["POST"]),
+        Route("/personalize-ranking", ranking, methods=["POST"]),
         Route("/recommendations", _Operation("GetRecommendations", get_recommendations, metrics,
                                              verifier), methods=["POST"]),
         Route("/ping", ping, methods=["GET", "HEAD"]),
         Route("/metrics", metrics_route, methods=["GET"]),
     ]
-    app = Starlette(routes=routes, exception_handlers={HTTPException: http_error, Exception: server_error})
+    app = _App(routes=routes, exception_handlers={HTTPException: http_error, Exception: server_error})
+    app.hot_path = ranking
     app.state.registry = registry
     app.state.metrics = metrics
     return app
@@ -652,18 +680,38 @@ def _configure_logging(level: str) -> None:
     log.setLevel(level.upper())
 
 
+def resolve_workers(value) -> int:
+    """``workers`` setting -> process count: a positive int, or ``"auto"`` for one per CPU.
+
+    The default stays 1: one process keeps ``/metrics`` whole (each worker counts only its own
+    requests) and handles SIGHUP itself. ``auto`` is for a multi-core machine where the server
+    has the cores to itself; ranking is CPU-bound, so more workers than CPUs gains nothing.
+    """
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        try:
+            n = len(os.sched_getaffinity(0))
+        except (AttributeError, OSError):
+            n = os.cpu_count() or 1
+        return max(1, n)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"workers must be a positive integer or 'auto', got {value!r}")
+    return value
+
+
 def serve(s: dict) -> int:
     """Run the server until SIGINT/SIGTERM. ``s`` comes from ``settings_from_args``."""
     import uvicorn
 
     _configure_logging(s["log_level"])
+    s = dict(s, workers=resolve_workers(s["workers"]))
     if s["auth"] == "sigv4" and not s["credentials"]:
         raise ValueError("--auth sigv4 needs --credentials FILE")
     if s["auth"] == "none" and s["host"] not in _LOOPBACK:
         print(f"warning: serving on {s['host']} without authentication: anyone who can reach this "
               "address can query the models (use --auth sigv4 --credentials FILE)", file=sys.stderr)
     common = dict(host=s["host"], port=s["port"], loop="uvloop", http="httptools", access_log=False,
-                  log_level=s["log_level"], lifespan="off", server_header=False)
+                  log_level=s["log_level"], lifespan="off", server_header=False,
+                  proxy_headers=False)  # nothing reads the client address or scheme
     if s["workers"] > 1:
         # each worker builds its own registry (and watcher) from the settings
         registry = registry_from_settings(s)  # fail fast, and print the ARNs, in the parent
