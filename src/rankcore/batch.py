@@ -55,6 +55,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
+from itertools import chain
 from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
@@ -108,8 +109,12 @@ def _check_str_map(obj: dict, key: str) -> dict | None:
     return value
 
 
-def _parse(raw: bytes, loads, filter_plan) -> _Line:
-    """Parse and validate one line (``raw`` without its newline); raises ``_LineError``."""
+def _parse(raw: bytes, loads, filter_plan, check_items: bool = True) -> _Line:
+    """Parse and validate one line (``raw`` without its newline); raises ``_LineError``.
+
+    ``check_items=False`` skips the per-item type check: the caller's ID lookup over the whole
+    chunk refuses non-string items instead (and the chunk is then re-ranked with the check).
+    """
     try:
         obj = loads(raw)
     except ValueError as exc:  # orjson.JSONDecodeError is a ValueError
@@ -129,7 +134,7 @@ def _parse(raw: bytes, loads, filter_plan) -> _Line:
             raise TypeError("missing required field 'itemList'")
         if not isinstance(items, list):
             raise TypeError(f"'itemList' must be a list of strings, got {_json_type(items)}")
-        if items and not _STR_ONLY.issuperset(map(type, items)):  # C-speed check
+        if check_items and items and not _STR_ONLY.issuperset(map(type, items)):  # C speed
             i = next(i for i, item in enumerate(items) if type(item) is not str)
             raise TypeError(f"'itemList' must hold strings, got {_json_type(items[i])} at {i}")
         context = _check_str_map(obj, "context")
@@ -190,7 +195,88 @@ def _error_message(exc: BaseException) -> str:
 
 
 def _rank_chunk(campaign, raws: Sequence[bytes], filter_plan=None) -> tuple:
-    """Rank one chunk: ``(output lines without newline, failed, items)``."""
+    """Rank one chunk: ``(output lines without newline, failed, items)``.
+
+    The lean path: one ``Campaign._rank_many`` call over the chunk (flat arrays, no per-line
+    result objects), scores rounded and converted in one go, each output line built from slices.
+    A chunk holding a non-string item ID, or one the lean path refuses as a whole, is ranked again
+    by :func:`_rank_chunk_careful` (line by line validation, failing requests isolated).
+    """
+    rank_many = getattr(campaign, "_rank_many", None)
+    if rank_many is None:
+        return _rank_chunk_careful(campaign, raws, filter_plan)
+    orjson = _orjson()
+    loads, dumps = orjson.loads, orjson.dumps
+    numpy_opt = orjson.OPT_SERIALIZE_NUMPY
+    out: list = [None] * len(raws)
+    good: list = []
+    where: list = []
+    failed = 0
+    for i, raw in enumerate(raws):
+        raw = raw.strip()
+        try:
+            good.append(_parse(raw, loads, filter_plan, False))
+            where.append(i)
+        except _LineError:
+            try:  # the full check, so the message is the one of the first fault
+                _parse(raw, loads, filter_plan)
+            except _LineError as exc:
+                out[i] = _error_line(dumps, exc.input, exc.message, exc.is_json)
+                failed += 1
+                continue
+            raise AssertionError("a line failed the lean check only")  # pragma: no cover
+    items = 0
+    if not good:
+        return out, failed, items
+    lists = [ln.request["item_ids"] for ln in good]
+    bounds = np.zeros(len(good) + 1, dtype=np.int64)
+    np.cumsum(np.fromiter(map(len, lists), dtype=np.int64, count=len(lists)), out=bounds[1:])
+    users = [ln.request["user_id"] for ln in good]
+    contexts = [ln.request.get("context") for ln in good]
+    if not any(contexts):
+        contexts = None
+    fvs = [ln.request["filter_values"] for ln in good] if filter_plan is not None else None
+    flat = list(chain.from_iterable(lists))
+    try:
+        order, scores, offsets, unknown, errors = rank_many(
+            users, flat, bounds, contexts=contexts, filter=filter_plan, filter_values=fvs)
+    except _ERRORS:
+        return _rank_chunk_careful(campaign, raws, filter_plan)
+    del lists
+    ids_all = _take(flat, order)
+    del flat, order
+    # float64 slices serialise exactly like lists of Python floats, without creating them
+    sc_all = np.round(scores.astype(np.float64), SCORE_DECIMALS)
+    off = offsets.tolist()
+    for k, (i, ln) in enumerate(zip(where, good)):
+        if errors and k in errors:
+            out[i] = _error_line(dumps, ln.raw, _error_message(errors[k]), True)
+            failed += 1
+            continue
+        items += ln.n_items
+        a, b = off[k], off[k + 1]
+        ids = ids_all[a:b]
+        scores_k = sc_all[a:b]
+        unk = unknown.get(k) if unknown else None
+        if unk:
+            ids += unk
+            scores_k = scores_k.tolist() + [None] * len(unk)
+        body = dumps({"recommendedItems": ids, "scores": scores_k}, option=numpy_opt)
+        # the input is echoed as it was read (it parsed, so it is valid JSON)
+        out[i] = b'{"input":' + ln.raw + b',"output":' + body + b',"error":null}'
+    return out, failed, items
+
+
+def _take(seq: list, positions: np.ndarray) -> list:
+    """``[seq[p] for p in positions]`` at C speed (an object-array gather)."""
+    arr = np.empty(len(seq), dtype=object)
+    arr[:] = seq
+    return arr[positions].tolist()
+
+
+def _rank_chunk_careful(campaign, raws: Sequence[bytes], filter_plan=None) -> tuple:
+    """Rank one chunk through ``Campaign.rank_batch``, a failing batch split until its failing
+    lines are alone: ``(output lines without newline, failed, items)``."""
     orjson = _orjson()
     loads, dumps = orjson.loads, orjson.dumps
     out: list = [None] * len(raws)
