@@ -56,6 +56,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from itertools import chain
+from operator import itemgetter
 from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
@@ -242,9 +243,10 @@ def _rank_chunk(campaign, raws: Sequence[bytes], filter_plan=None) -> tuple:
             users, flat, bounds, contexts=contexts, filter=filter_plan, filter_values=fvs)
     except _ERRORS:
         return _rank_chunk_careful(campaign, raws, filter_plan)
-    del lists
-    ids_all = _take(flat, order)
-    del flat, order
+    del flat
+    # positions within each line's own item list: one gather per line, tuples (no list copies)
+    local = (order - np.repeat(bounds[:-1], np.diff(offsets))).tolist()
+    del order
     # float64 slices serialise exactly like lists of Python floats, without creating them
     sc_all = np.round(scores.astype(np.float64), SCORE_DECIMALS)
     off = offsets.tolist()
@@ -255,11 +257,11 @@ def _rank_chunk(campaign, raws: Sequence[bytes], filter_plan=None) -> tuple:
             continue
         items += ln.n_items
         a, b = off[k], off[k + 1]
-        ids = ids_all[a:b]
+        ids = _take(lists[k], local[a:b])
         scores_k = sc_all[a:b]
         unk = unknown.get(k) if unknown else None
         if unk:
-            ids += unk
+            ids = [*ids, *unk]
             scores_k = scores_k.tolist() + [None] * len(unk)
         body = dumps({"recommendedItems": ids, "scores": scores_k}, option=numpy_opt)
         # the input is echoed as it was read (it parsed, so it is valid JSON)
@@ -267,11 +269,11 @@ def _rank_chunk(campaign, raws: Sequence[bytes], filter_plan=None) -> tuple:
     return out, failed, items
 
 
-def _take(seq: list, positions: np.ndarray) -> list:
-    """``[seq[p] for p in positions]`` at C speed (an object-array gather)."""
-    arr = np.empty(len(seq), dtype=object)
-    arr[:] = seq
-    return arr[positions].tolist()
+def _take(seq: list, positions: list):
+    """``[seq[p] for p in positions]`` at C speed, as a tuple or a list."""
+    if len(positions) > 1:
+        return itemgetter(*positions)(seq)
+    return [seq[p] for p in positions]
 
 
 def _rank_chunk_careful(campaign, raws: Sequence[bytes], filter_plan=None) -> tuple:
