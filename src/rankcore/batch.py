@@ -81,6 +81,7 @@ SCORE_DECIMALS = 7
 
 _ERRORS = (ValueError, TypeError, LookupError)  # a line's fault; anything else is fatal
 _STR_ONLY = frozenset((str,))
+_INVALID = object()  # marks a line that is not JSON
 
 
 def _orjson():
@@ -128,6 +129,11 @@ def _parse(raw: bytes, loads, filter_plan, check_items: bool = True) -> _Line:
         text = raw.decode("utf-8", "replace")
         msg = "empty line" if not text.strip() else f"invalid JSON: {exc}"
         raise _LineError(text, msg) from None
+    return _validate(raw, obj, filter_plan, check_items)
+
+
+def _validate(raw: bytes, obj, filter_plan, check_items: bool = True) -> _Line:
+    """Validate one parsed line (see :func:`_parse`); raises ``_LineError``."""
     if not isinstance(obj, dict):
         raise _LineError(raw, f"a line must be a JSON object, got {_json_type(obj)}", True)
     try:
@@ -216,14 +222,35 @@ def _rank_chunk(campaign, raws: Sequence[bytes], filter_plan=None) -> tuple:
     loads, dumps = orjson.loads, orjson.dumps
     numpy_opt = orjson.OPT_SERIALIZE_NUMPY
     out: list = [None] * len(raws)
-    good: list = []
-    where: list = []
+    where: list = []  # per good line: its index in the chunk, raw, user, items, context, values
+    good_raw: list = []
+    users: list = []
+    lists: list = []
+    contexts: list = []
+    fvs: list = []
     failed = 0
     for i, raw in enumerate(raws):
         raw = raw.strip()
         try:
-            good.append(_parse(raw, loads, filter_plan, False))
-            where.append(i)
+            obj = loads(raw)
+        except ValueError:  # invalid JSON: the full check below words the error
+            obj = _INVALID
+        if type(obj) is dict:
+            user = obj.get("userId")
+            item_ids = obj.get("itemList")
+            if (type(user) is str and type(item_ids) is list and obj.get("context") is None
+                    and obj.get("filterValues") is None):  # the common line, checked inline
+                where.append(i)
+                good_raw.append(raw)
+                users.append(user)
+                lists.append(item_ids)
+                contexts.append(None)
+                fvs.append({})
+                continue
+        try:
+            if obj is _INVALID:
+                raise _LineError(raw, "invalid JSON")
+            request = _validate(raw, obj, filter_plan, False).request
         except _LineError:
             try:  # the full check, so the message is the one of the first fault
                 _parse(raw, loads, filter_plan)
@@ -232,21 +259,24 @@ def _rank_chunk(campaign, raws: Sequence[bytes], filter_plan=None) -> tuple:
                 failed += 1
                 continue
             raise AssertionError("a line failed the lean check only")  # pragma: no cover
+        where.append(i)
+        good_raw.append(raw)
+        users.append(request["user_id"])
+        lists.append(request["item_ids"])
+        contexts.append(request.get("context"))
+        fvs.append(request.get("filter_values"))
     items = 0
-    if not good:
+    if not where:
         return out, failed, items
-    lists = [ln.request["item_ids"] for ln in good]
-    bounds = np.zeros(len(good) + 1, dtype=np.int64)
-    np.cumsum(np.fromiter(map(len, lists), dtype=np.int64, count=len(lists)), out=bounds[1:])
-    users = [ln.request["user_id"] for ln in good]
-    contexts = [ln.request.get("context") for ln in good]
-    if not any(contexts):
-        contexts = None
-    fvs = [ln.request["filter_values"] for ln in good] if filter_plan is not None else None
+    n_good = len(where)
+    lens = np.fromiter(map(len, lists), dtype=np.int64, count=n_good)
+    bounds = np.zeros(n_good + 1, dtype=np.int64)
+    np.cumsum(lens, out=bounds[1:])
     flat = list(chain.from_iterable(lists))
     try:
         order, scores, offsets, unknown, errors = rank_many(
-            users, flat, bounds, contexts=contexts, filter=filter_plan, filter_values=fvs)
+            users, flat, bounds, contexts=contexts if any(contexts) else None, filter=filter_plan,
+            filter_values=fvs if filter_plan is not None else None)
     except _ERRORS:
         return _rank_chunk_careful(campaign, raws, filter_plan)
     del flat
@@ -256,12 +286,14 @@ def _rank_chunk(campaign, raws: Sequence[bytes], filter_plan=None) -> tuple:
     # float64 slices serialise exactly like lists of Python floats, without creating them
     sc_all = np.round(scores.astype(np.float64), SCORE_DECIMALS)
     off = offsets.tolist()
-    for k, (i, ln) in enumerate(zip(where, good)):
+    n_items = lens.tolist()
+    join = b"".join
+    for k, i in enumerate(where):
         if errors and k in errors:
-            out[i] = _error_line(dumps, ln.raw, _error_message(errors[k]), True)
+            out[i] = _error_line(dumps, good_raw[k], _error_message(errors[k]), True)
             failed += 1
             continue
-        items += ln.n_items
+        items += n_items[k]
         a, b = off[k], off[k + 1]
         ids = _take(lists[k], local[a:b])
         scores_k = sc_all[a:b]
@@ -269,9 +301,10 @@ def _rank_chunk(campaign, raws: Sequence[bytes], filter_plan=None) -> tuple:
         if unk:
             ids = [*ids, *unk]
             scores_k = scores_k.tolist() + [None] * len(unk)
-        body = dumps({"recommendedItems": ids, "scores": scores_k}, option=numpy_opt)
         # the input is echoed as it was read (it parsed, so it is valid JSON)
-        out[i] = b'{"input":' + ln.raw + b',"output":' + body + b',"error":null}'
+        out[i] = join((b'{"input":', good_raw[k], b',"output":',
+                       dumps({"recommendedItems": ids, "scores": scores_k}, option=numpy_opt),
+                       b',"error":null}'))
     return out, failed, items
 
 
