@@ -477,3 +477,22 @@ def test_dask_local_cluster_with_processes(tmp_path, model_dir):
         else:
             os.environ.pop("PYTHONPATH", None)
     assert (tmp_path / "dist.jsonl").read_bytes() == local.read_bytes()
+
+
+def test_collector_threshold_is_restored(tmp_path, model_dir, monkeypatch):
+    import gc
+
+    lines, _ = make_lines(60, seed=24)
+    inp = write_input(tmp_path / "in.jsonl", lines)
+    before = gc.get_threshold()
+    during = []
+    real = batch._rank_chunk
+
+    def spy(*a, **k):
+        during.append(gc.get_threshold()[0])
+        return real(*a, **k)
+
+    monkeypatch.setattr(batch, "_rank_chunk", spy)
+    batch.run(model_dir, inp, tmp_path / "o.jsonl", chunk_size=16, quiet=True)
+    assert during and set(during) == {max(before[0], batch._GC_THRESHOLD0)}
+    assert gc.get_threshold() == before
