@@ -149,6 +149,73 @@ def test_one_bad_request_does_not_fail_its_chunk(campaign):
     assert out[3] == expected(campaign, lines[3])
 
 
+def _chunk_lines(n: int, seed: int) -> list:
+    """Lines for the lean/careful comparisons: every bad kind but non-string items (which send a
+    whole chunk down the careful path), duplicates, unknown items and users, contexts."""
+    lines, _ = make_lines(n, seed=seed)
+    lines = [ln.encode() for ln in lines if '["1", 2]' not in ln]
+    rng = np.random.default_rng(seed)
+    for i in range(0, len(lines), 11):  # long lists with many duplicates
+        items = [str(x) for x in rng.integers(0, 50, 80)] + ["zz", "zz", "yy"]
+        lines[i] = json.dumps({"userId": str(i), "itemList": items}).encode()
+    return lines
+
+
+@pytest.mark.parametrize("with_filter", [False, pytest.param(True, marks=needs_filters)])
+def test_lean_chunk_path_is_byte_identical_to_careful_path(campaign, with_filter):
+    lines = _chunk_lines(400, seed=21)
+    plan = None
+    if with_filter:
+        plan = compile_filter("EXCLUDE ItemID WHERE Items.GENRE IN ($GENRE)")
+        lines = [ln.replace(b'"itemList"', b'"filterValues": {"GENRE": "\\"Drama\\""}, "itemList"', 1)
+                 if i % 3 else ln for i, ln in enumerate(lines)]  # others miss the placeholder
+    lean = batch._rank_chunk(campaign, lines, plan)
+    careful = batch._rank_chunk_careful(campaign, lines, plan)
+    assert lean[1:] == careful[1:]
+    assert lean[0] == careful[0]
+    assert lean[1] > 0  # some lines failed
+
+
+def test_non_string_item_falls_back_to_the_careful_path(campaign, monkeypatch):
+    lines = _chunk_lines(60, seed=22)
+    lines.insert(9, b'{"userId": "1", "itemList": ["1", 2]}')
+    calls = []
+    real = batch._rank_chunk_careful
+    monkeypatch.setattr(batch, "_rank_chunk_careful", lambda *a: calls.append(1) or real(*a))
+    out, failed, _ = batch._rank_chunk(campaign, lines)
+    assert calls == [1]
+    assert "itemList" in orjson.loads(out[9])["error"]
+    assert out == real(campaign, lines)[0]
+
+
+def test_rank_many_matches_rank(campaign):
+    lists = [["5", "x", "5", "6", "y", "x"], [], ["x"], ["7", "7", "7"], [str(i) for i in range(40)]]
+    users = ["no-such-user", "1", "2", "3", "4"]
+    flat = [i for lst in lists for i in lst]
+    bounds = np.cumsum([0] + [len(x) for x in lists])
+    order, scores, offsets, unknown, errors = campaign._rank_many(users, flat, bounds)
+    assert errors == {}
+    for k, (u, lst) in enumerate(zip(users, lists)):
+        r = campaign.rank(u, lst)
+        a, b = offsets[k], offsets[k + 1]
+        assert [flat[p] for p in order[a:b]] == r.scored_item_ids
+        np.testing.assert_array_equal(scores[a:b], r.scores)
+        assert unknown.get(k, []) == r.unknown_item_ids
+
+
+@pytest.mark.parametrize("depth", [1, 3])
+def test_pipeline_depth_does_not_change_output(tmp_path, model_dir, monkeypatch, depth):
+    lines, _ = make_lines(500, seed=23)
+    inp = write_input(tmp_path / "in.jsonl", lines)
+    batch.run(model_dir, inp, tmp_path / "a.jsonl", chunk_size=13, quiet=True)
+    monkeypatch.setattr(batch, "_PIPELINE_DEPTH", depth)
+    seen = []
+    batch.run(model_dir, inp, tmp_path / "b.jsonl", chunk_size=13,
+              progress=lambda n, i, b: seen.append(b))
+    assert (tmp_path / "a.jsonl").read_bytes() == (tmp_path / "b.jsonl").read_bytes()
+    assert sum(seen) == os.path.getsize(inp)
+
+
 # --------------------------------------------------------------------------- partitions
 @pytest.mark.parametrize("trailing", [True, False])
 def test_partitions_cover_every_line_once(tmp_path, trailing):
@@ -410,3 +477,22 @@ def test_dask_local_cluster_with_processes(tmp_path, model_dir):
         else:
             os.environ.pop("PYTHONPATH", None)
     assert (tmp_path / "dist.jsonl").read_bytes() == local.read_bytes()
+
+
+def test_collector_threshold_is_restored(tmp_path, model_dir, monkeypatch):
+    import gc
+
+    lines, _ = make_lines(60, seed=24)
+    inp = write_input(tmp_path / "in.jsonl", lines)
+    before = gc.get_threshold()
+    during = []
+    real = batch._rank_chunk
+
+    def spy(*a, **k):
+        during.append(gc.get_threshold()[0])
+        return real(*a, **k)
+
+    monkeypatch.setattr(batch, "_rank_chunk", spy)
+    batch.run(model_dir, inp, tmp_path / "o.jsonl", chunk_size=16, quiet=True)
+    assert during and set(during) == {max(before[0], batch._GC_THRESHOLD0)}
+    assert gc.get_threshold() == before

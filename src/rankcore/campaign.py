@@ -669,6 +669,133 @@ class Campaign:
                                      unknown, new_recommendation_id(), meta))
         return out
 
+    def _rank_many(self, user_ids: Sequence[str], flat_ids: Sequence[str], bounds: np.ndarray, *,
+                   contexts: Sequence | None = None, filter=None,
+                   filter_values: Sequence | None = None, threads: int | None = None) -> tuple:
+        """Rank many requests at once, with ``rank``'s semantics, returning flat arrays.
+
+        The lean entry point of batch jobs: no ``RankingResult`` objects, no recommendation IDs,
+        chunk-wide lookups, user gathers and duplicate detection, one kernel call.
+
+        Parameters
+        ----------
+        user_ids : sequence of str, one per request
+        flat_ids : list of str
+            Every request's item IDs, concatenated; request i has ``flat_ids[bounds[i]:bounds[i+1]]``.
+        bounds : int64 (n + 1,)
+        contexts : sequence of (mapping or None), optional
+        filter : filter plan, ARN or callable, optional
+            Applied to every request with ``filter_values[i]``.
+
+        Returns
+        -------
+        ``(order, scores, offsets, unknown, errors)``: request i's scored items are
+        ``flat_ids[order[offsets[i]:offsets[i+1]]]`` with ``scores[offsets[i]:offsets[i+1]]``
+        (float32, highest first); ``unknown`` maps a request to its unknown IDs (absent: none);
+        ``errors`` maps a request that ``rank`` would refuse to its exception (no items then).
+        Non-string IDs raise ``TypeError`` for the whole call.
+        """
+        n_req = len(user_ids)
+        bounds = np.asarray(bounds, dtype=np.int64)
+        if n_req == 0:
+            return _EMPTY_I64, _EMPTY_F32, np.zeros(1, dtype=np.int64), {}, {}
+        rows = self._lookup(flat_ids)
+        urows = self.model.user_index.lookup(user_ids)
+        cold = self._cold
+        users = np.empty((n_req, cold.shape[0]), dtype=np.result_type(self._users.dtype, cold.dtype))
+        is_known_user = urows >= 0
+        if is_known_user.all():
+            np.take(self._users, urows, axis=0, out=users)
+        else:
+            users[:] = cold
+            users[is_known_user] = self._users[urows[is_known_user]]
+        errors: dict = {}
+        if contexts is not None:
+            for i, ctx in enumerate(contexts):
+                if ctx:
+                    try:
+                        users[i] = self.user_vector(user_ids[i], ctx)
+                    except (ValueError, TypeError, LookupError) as exc:
+                        errors[i] = exc
+        lens = np.diff(bounds)
+        line_of = np.repeat(np.arange(n_req, dtype=np.int64), lens)
+        known = rows >= 0
+        all_known = bool(known.all()) if rows.shape[0] else True
+        keep = known if not all_known else None  # None: every position kept so far
+        unknown: dict = {}
+        if not all_known:
+            for p, i in zip(np.flatnonzero(~known).tolist(), line_of[~known].tolist()):
+                s = flat_ids[p]
+                if not isinstance(s, str):
+                    raise TypeError(f"item IDs must be str, got {type(s).__name__} at position {p}")
+                unknown.setdefault(i, {}).setdefault(s, None)
+            unknown = {i: list(d) for i, d in unknown.items()}
+        # duplicates: (request, row) pairs that occur twice; only their requests are re-examined
+        kidx = None if all_known else np.flatnonzero(known)
+        kr = rows if kidx is None else rows[kidx]
+        if kr.shape[0] > 1:
+            n_items = max(int(self._table.n_items), 1)
+            keys = (line_of if kidx is None else line_of[kidx]) * n_items + kr
+            keys.sort()
+            dup = keys[1:] == keys[:-1]
+            if dup.any():
+                if keep is None:
+                    keep = np.ones(rows.shape[0], dtype=bool)
+                for i in np.unique(keys[1:][dup] // n_items).tolist():
+                    a, b = int(bounds[i]), int(bounds[i + 1])
+                    kp = np.flatnonzero(keep[a:b])
+                    _, first = np.unique(rows[a:b][kp], return_index=True)
+                    seg = np.zeros(b - a, dtype=bool)
+                    seg[kp[first]] = True
+                    keep[a:b] = seg
+        if filter is not None:
+            cand_parts = []
+            for i in range(n_req):
+                if i in errors:
+                    continue
+                a, b = int(bounds[i]), int(bounds[i + 1])
+                pos = np.flatnonzero(keep[a:b]) if keep is not None else np.arange(b - a, dtype=np.int64)
+                unk = unknown.get(i, [])
+                try:
+                    pos, _, unk = self._filter(filter, user_ids[i], pos, rows[a:b][pos], unk,
+                                               filter_values[i] if filter_values is not None else None)
+                except (ValueError, TypeError, LookupError) as exc:
+                    errors[i] = exc
+                    continue
+                if unk:
+                    unknown[i] = unk
+                else:
+                    unknown.pop(i, None)
+                cand_parts.append(pos + a)
+            cpos = np.concatenate(cand_parts) if cand_parts else _EMPTY_I64
+            for i in errors:
+                unknown.pop(i, None)
+        else:
+            if errors:
+                if keep is None:
+                    keep = np.ones(rows.shape[0], dtype=bool)
+                for i in errors:
+                    keep[bounds[i]:bounds[i + 1]] = False
+                    unknown.pop(i, None)
+            cpos = np.flatnonzero(keep) if keep is not None else None
+        if cpos is None:  # every item known, distinct and kept
+            cands, offsets, cline = rows, bounds, line_of
+        else:
+            cands = rows[cpos]
+            cline = line_of[cpos]
+            offsets = np.zeros(n_req + 1, dtype=np.int64)
+            np.cumsum(np.bincount(cline, minlength=n_req), out=offsets[1:])
+        res = self._rank_batch_fn(users, self._table, cands, offsets, backend=self.backend,
+                                  threads=threads)
+        ro = np.asarray(res.offsets)
+        local = np.asarray(res.positions)
+        # request-local candidate positions -> indices into flat_ids
+        seg = np.repeat(np.arange(n_req, dtype=np.int64), np.diff(ro))
+        order = offsets[seg] + local
+        if cpos is not None:
+            order = cpos[order]
+        return order, np.asarray(res.scores), ro, unknown, errors
+
     @staticmethod
     def _parse_request(req) -> dict:
         if isinstance(req, Mapping):
