@@ -265,11 +265,11 @@ def test_nan_input_raises(kernel, where):
     else:
         user[1] = np.nan
     cands = np.array([1, 13, 4], dtype=np.int64)
-    row = 1 if where == "user" else 13
-    msg = (
-        f"non-finite logit for item row {row} (request 0): "
-        "the item table, bias or user vector contains NaN or inf"
-    )
+    if where == "user":  # checked up front, before any row is read
+        msg = "user vector 0 contains NaN or inf (or values beyond float32 range)"
+    else:
+        msg = ("non-finite logit for item row 13 (request 0): "
+               "the item table, bias or user vector contains NaN or inf")
     with pytest.raises(ValueError) as e:
         _core.score(user[None, :], table, bias, 5, cands, None, False, 1)
     assert str(e.value) == msg

@@ -13,6 +13,7 @@
 #include <pybind11/stl.h>
 
 #include <array>
+#include <cmath>
 #include <cstring>
 #include <string>
 #include <thread>
@@ -80,6 +81,14 @@ Inputs convert(const py::object& users, const py::object& table, const py::objec
         throw py::value_error("table has " + std::to_string(in.table.shape(1)) + " columns, fewer than dim=" +
                               std::to_string(dim));
     if (threads < 0) throw py::value_error("threads must be >= 0 (0 = all cores), got " + std::to_string(threads));
+    {  // B x dim floats, a few ns: the Python layer leaves this check to us
+        const float* u = in.users.data();
+        const py::ssize_t total = in.users.shape(0) * static_cast<py::ssize_t>(dim);
+        for (py::ssize_t i = 0; i < total; ++i)
+            if (!std::isfinite(u[i]))
+                throw py::value_error("user vector " + std::to_string(i / dim) +
+                                      " contains NaN or inf (or values beyond float32 range)");
+    }
     p.users = in.users.data();
     p.table = in.table.data();
     p.n_rows = in.table.shape(0);

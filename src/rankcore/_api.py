@@ -297,21 +297,39 @@ def _check_table(table) -> ItemTable:
     return table
 
 
+_F32 = np.dtype(np.float32)
+_I64 = np.dtype(np.int64)
+
+
 def _users(users, table: ItemTable, ndim: int) -> np.ndarray:
-    u = np.asarray(users)
-    if u.dtype.kind not in "fiu":
-        raise TypeError(f"user vectors must be real numbers, got dtype {u.dtype}")
+    """(B, d) C-contiguous float32 view or copy of the user vector(s); shapes checked.
+
+    Finiteness is checked by the caller (``_check_finite``) unless the native backend, which
+    checks it itself, runs the call.
+    """
+    u = users
+    if not (type(u) is np.ndarray and u.dtype is _F32 and u.flags.c_contiguous):
+        u = np.asarray(u)
+        if u.dtype.kind not in "fiu":
+            raise TypeError(f"user vectors must be real numbers, got dtype {u.dtype}")
+        if u.dtype != _F32 or not u.flags.c_contiguous:
+            with np.errstate(over="ignore"):
+                u = np.ascontiguousarray(u, dtype=np.float32)
     if u.ndim != ndim or u.shape[-1] != table._dim:
         want = "(d,)" if ndim == 1 else "(B, d)"
         raise ValueError(f"user vectors must have shape {want} with d={table._dim}, got {u.shape}")
-    with np.errstate(over="ignore"):
-        u = np.ascontiguousarray(u, dtype=np.float32)
+    return u.reshape(-1, table._dim) if ndim == 1 else u
+
+
+def _check_finite(u: np.ndarray) -> None:
     if not np.isfinite(u.sum(dtype=np.float64)):
         raise ValueError("user vector contains NaN or inf (or values beyond float32 range)")
-    return u.reshape(-1, table._dim)
 
 
 def _candidates(candidates, ndim=None) -> np.ndarray:
+    if (type(candidates) is np.ndarray and candidates.dtype is _I64 and candidates.flags.c_contiguous
+            and (ndim is None or candidates.ndim == ndim)):
+        return candidates
     c = np.asarray(candidates)
     if c.dtype.kind not in "iu":
         if c.size == 0 and c.dtype.kind in "fO":
@@ -386,10 +404,13 @@ def rank(user, table: ItemTable, candidates, *, k=None, backend=None) -> Ranking
     -------
     Ranking
     """
-    _check_table(table)
+    if type(table) is not ItemTable:
+        _check_table(table)
     u = _users(user, table, 1)
     c = _candidates(candidates, 1)
     impl = _backend.get_backend(backend)
+    if impl is not _backend._core:
+        _check_finite(u)
     p, it, s, lg, _ = impl.rank(u, table._data, table._bias, table._dim, c, None, False, _k(k), 1)
     return Ranking(p, it, s, lg)
 
@@ -400,6 +421,8 @@ def score(user, table: ItemTable, candidates, *, backend=None) -> Scores:
     u = _users(user, table, 1)
     c = _candidates(candidates, 1)
     impl = _backend.get_backend(backend)
+    if impl is not _backend._core:
+        _check_finite(u)
     s, lg = impl.score(u, table._data, table._bias, table._dim, c, None, False, 1)
     return Scores(s, lg)
 
@@ -429,6 +452,8 @@ def rank_batch(users, table: ItemTable, candidates, offsets=None, *, k=None, bac
     u = _users(users, table, 2)
     c, o, padded, _ = _batch_candidates(candidates, offsets, u.shape[0])
     impl = _backend.get_backend(backend)
+    if impl is not _backend._core:
+        _check_finite(u)
     p, it, s, lg, oo = impl.rank(u, table._data, table._bias, table._dim, c, o, padded, _k(k),
                                  _threads(threads))
     return BatchRanking(p, it, s, lg, oo)
@@ -445,6 +470,8 @@ def score_batch(users, table: ItemTable, candidates, offsets=None, *, backend=No
     u = _users(users, table, 2)
     c, o, padded, shape = _batch_candidates(candidates, offsets, u.shape[0])
     impl = _backend.get_backend(backend)
+    if impl is not _backend._core:
+        _check_finite(u)
     s, lg = impl.score(u, table._data, table._bias, table._dim, c, o, padded, _threads(threads))
     if shape is not None:
         s = s.reshape(shape)

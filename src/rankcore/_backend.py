@@ -43,9 +43,25 @@ def available_backends() -> list:
     return out
 
 
+# ``os.environ.get`` encodes the key on every call (about 1-2 us); the hot path reads the bytes
+# mapping behind ``os.environ`` instead, which ``os.environ[...] = ...`` keeps up to date.
+_ENV_DATA = getattr(os.environ, "_data", None)
+try:
+    _ENV_KEY = os.environ.encodekey("RANKCORE_BACKEND")  # type: ignore[attr-defined]
+except AttributeError:  # pragma: no cover - not CPython's os._Environ
+    _ENV_DATA = None
+
+
+def _env_backend():
+    if _ENV_DATA is not None:
+        raw = _ENV_DATA.get(_ENV_KEY)
+        return None if raw is None else os.environ.decodevalue(raw)  # type: ignore[attr-defined]
+    return os.environ.get("RANKCORE_BACKEND")
+
+
 def resolve_name(backend: str | None = None) -> str:
     """The backend a call with ``backend=`` would use."""
-    name = backend if backend is not None else os.environ.get("RANKCORE_BACKEND") or None
+    name = backend if backend is not None else _env_backend() or None
     if name is None:
         return "cpp" if HAS_CPP else ("numba" if HAS_NUMBA else "numpy")
     if not isinstance(name, str) or name not in BACKENDS:
