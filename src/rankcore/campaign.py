@@ -847,8 +847,8 @@ class Client:
     def campaigns(self) -> dict:
         return dict(self._campaigns)
 
-    def get_personalized_ranking(self, **params) -> dict:
-        """GetPersonalizedRanking with boto3's keyword arguments; returns boto3's response dict."""
+    def _rank_request(self, params: Mapping) -> RankingResult:
+        """Validate a request body, find its campaign and rank; client-flavoured exceptions."""
         exc = self.exceptions
         try:
             _validate.validate_request(params, max_input_items=self.max_input_items)
@@ -856,15 +856,19 @@ class Client:
             campaign = self._campaigns.get(arn)
             if campaign is None:
                 raise ResourceNotFoundException(f"Resource {arn} does not exist.")
-            result = campaign.rank(params["userId"], params["inputList"],
-                                   context=params.get("context"), filter=params.get("filterArn"),
-                                   filter_values=params.get("filterValues"),
-                                   metadata_columns=params.get("metadataColumns"))
+            get = params.get
+            return campaign.rank(params["userId"], params["inputList"],
+                                 context=get("context"), filter=get("filterArn"),
+                                 filter_values=get("filterValues"),
+                                 metadata_columns=get("metadataColumns"))
         except InvalidInputException as e:
             raise exc.InvalidInputException(e.message) from None
         except ResourceNotFoundException as e:
             raise exc.ResourceNotFoundException(e.message) from None
-        response = result.to_response()
+
+    def get_personalized_ranking(self, **params) -> dict:
+        """GetPersonalizedRanking with boto3's keyword arguments; returns boto3's response dict."""
+        response = self._rank_request(params).to_response()
         request_id = new_uuid()
         response["ResponseMetadata"] = {
             "RequestId": request_id, "HTTPStatusCode": 200,
@@ -883,23 +887,7 @@ class Client:
         """
         from orjson import dumps
 
-        exc = self.exceptions
-        try:
-            _validate.validate_request(params, max_input_items=self.max_input_items)
-            arn = params["campaignArn"]
-            campaign = self._campaigns.get(arn)
-            if campaign is None:
-                raise ResourceNotFoundException(f"Resource {arn} does not exist.")
-            get = params.get
-            result = campaign.rank(params["userId"], params["inputList"],
-                                   context=get("context"), filter=get("filterArn"),
-                                   filter_values=get("filterValues"),
-                                   metadata_columns=get("metadataColumns"))
-        except InvalidInputException as e:
-            raise exc.InvalidInputException(e.message) from None
-        except ResourceNotFoundException as e:
-            raise exc.ResourceNotFoundException(e.message) from None
-        return dumps(result.to_response()), new_uuid()
+        return dumps(self._rank_request(params).to_response()), new_uuid()
 
     def can_paginate(self, operation_name: str) -> bool:
         return False
