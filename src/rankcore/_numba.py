@@ -16,13 +16,45 @@ import math
 
 import numba
 import numpy as np
-from numba import njit, prange
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.extending import intrinsic
 
 from ._reference import check_offsets
 
 __all__ = ["score", "rank"]
 
 _F32 = np.float32
+
+
+#: Candidates ahead whose rows are prefetched (rows of a big table are random DRAM reads).
+PREFETCH_DISTANCE = 8
+
+
+@intrinsic
+def _prefetch(typingctx, address):
+    """``llvm.prefetch`` (read, keep in all cache levels) of an integer address."""
+    if not isinstance(address, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):
+        i8p = ir.IntType(8).as_pointer()
+        i32 = ir.IntType(32)
+        fn = builder.module.declare_intrinsic(
+            "llvm.prefetch", fnty=ir.FunctionType(ir.VoidType(), (i8p, i32, i32, i32)))
+        builder.call(fn, (builder.inttoptr(args[0], i8p), ir.Constant(i32, 0), ir.Constant(i32, 3),
+                          ir.Constant(i32, 1)))
+        return context.get_dummy_value()
+
+    return types.void(address), codegen
+
+
+@njit(cache=True, nogil=True)
+def _prefetch_row(table, row):
+    """Prefetch every cache line of ``table[row]`` (computes addresses only; reads nothing)."""
+    start = table.ctypes.data + row * table.strides[0]
+    for offset in range(0, table.shape[1] * 4, 64):
+        _prefetch(start + offset)
 
 
 @njit(cache=True, nogil=True, fastmath={"reassoc", "contract"}, locals={"acc": numba.float32})
@@ -44,7 +76,13 @@ def _softmax_request(users, b, table, bias, has_bias, dim, cands, start, end, sc
     """Scores and logits of request ``b`` into ``scores/logits[start:end]``; returns -1 or a bad row."""
     m = -np.inf
     finite = True
+    for j in range(start, min(end, start + PREFETCH_DISTANCE)):
+        if cands[j] >= 0:
+            _prefetch_row(table, cands[j])
     for j in range(start, end):
+        ahead = j + PREFETCH_DISTANCE
+        if ahead < end and cands[ahead] >= 0:
+            _prefetch_row(table, cands[ahead])
         c = cands[j]
         if c < 0:
             logits[j] = -np.inf
