@@ -138,26 +138,38 @@ def _softmax_request(users, b, table, bias, has_bias, dim, cands, start, end, sc
 
 @njit(cache=True, nogil=True)
 def _radix_argsort_u32(keys):
-    """Stable argsort of uint32 keys: LSD radix, 4 passes of 8 bits (ties keep input order)."""
+    """Stable argsort of uint32 keys: LSD radix, 4 passes of 8 bits (ties keep input order).
+
+    Keys travel with their indices, so every pass reads sequentially; a pass whose digit is
+    the same for every key is skipped.
+    """
     n = keys.shape[0]
-    order = np.arange(n)
-    tmp = np.empty(n, dtype=np.int64)
+    k0 = keys.copy()
+    k1 = np.empty(n, dtype=np.uint32)
+    i0 = np.arange(n)
+    i1 = np.empty(n, dtype=np.int64)
     counts = np.empty(257, dtype=np.int64)
     for shift in range(0, 32, 8):
         counts[:] = 0
         for i in range(n):
-            counts[((keys[order[i]] >> shift) & 0xFF) + 1] += 1
-        if counts[1:].max() == n:  # every key has the same digit: the pass would not move anything
+            counts[((k0[i] >> shift) & 0xFF) + 1] += 1
+        skip = False
+        for d in range(256):
+            if counts[d + 1] == n:
+                skip = True
+        if skip:
             continue
         for d in range(256):
             counts[d + 1] += counts[d]
         for i in range(n):
-            o = order[i]
-            d = (keys[o] >> shift) & 0xFF
-            tmp[counts[d]] = o
-            counts[d] += 1
-        order, tmp = tmp, order
-    return order
+            d = (k0[i] >> shift) & 0xFF
+            p = counts[d]
+            k1[p] = k0[i]
+            i1[p] = i0[i]
+            counts[d] = p + 1
+        k0, k1 = k1, k0
+        i0, i1 = i1, i0
+    return i0
 
 
 @njit(cache=True, nogil=True)
