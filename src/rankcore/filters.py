@@ -736,23 +736,28 @@ class _ItemCondition:
             self.cache[key] = table
         return table
 
+    def _numbers(self, fv: Mapping) -> list:
+        """The listed numbers: constants, then each placeholder's values."""
+        nums = list(self.const_numbers)
+        for p in self.params:
+            nums.extend(_placeholder_numbers(fv, p))
+        return nums
+
+    def _strings(self, fv: Mapping) -> tuple:
+        """The listed strings: constants, then each placeholder's values."""
+        strings = self.const_strings
+        for p in self.params:
+            strings = strings + _placeholder_strings(fv, p)
+        return strings
+
     def mask(self, rows: np.ndarray, fv: Mapping) -> np.ndarray:
         cond = self.cond
         if cond.op != "IN":  # comparison with a placeholder operand
             x = _placeholder_number(fv, self.params[0])
             return _CMP_FUNCS[cond.op](self.pad["values"][rows], x)
         if self.kind == "numeric":
-            nums = list(self.const_numbers)
-            for p in self.params:
-                nums.extend(_placeholder_numbers(fv, p))
-            vals = self.pad["values"][rows]
-            m = vals == nums[0]
-            for x in nums[1:]:
-                m |= vals == x
-            return m
-        strings = self.const_strings
-        for p in self.params:
-            strings = strings + _placeholder_strings(fv, p)
+            return _equals_any(self.pad["values"][rows], self._numbers(fv))
+        strings = self._strings(fv)
         if self.kind == "categorical":
             return self._table(strings)[self.pad["codes"][rows]]
         # multi-valued: a padded whole-column mask per distinct value list (a few kept), so a
@@ -778,17 +783,8 @@ class _ItemCondition:
             with np.errstate(invalid="ignore"):
                 return _CMP_FUNCS[cond.op](self.pad["values"], x)
         if self.kind == "numeric":
-            nums = list(self.const_numbers)
-            for p in self.params:
-                nums.extend(_placeholder_numbers(fv, p))
-            vals = self.pad["values"]
-            m = vals == nums[0]
-            for x in nums[1:]:
-                m |= vals == x
-            return m
-        strings = self.const_strings
-        for p in self.params:
-            strings = strings + _placeholder_strings(fv, p)
+            return _equals_any(self.pad["values"], self._numbers(fv))
+        strings = self._strings(fv)
         if self.kind == "categorical":
             return self._table(strings)[self.pad["codes"]]
         key = ("rows", strings)
@@ -797,6 +793,14 @@ class _ItemCondition:
             m = np.zeros(len(self.col) + 1, dtype=bool)
             m[:-1] = _multi_row_mask(self.col, self._table(strings)[:-2])
         return m
+
+
+def _equals_any(vals: np.ndarray, nums: list) -> np.ndarray:
+    """``vals == nums[0] | vals == nums[1] | ...`` (NaN equals nothing)."""
+    m = vals == nums[0]
+    for x in nums[1:]:
+        m |= vals == x
+    return m
 
 
 def _constant_row_mask(cond: Condition, col) -> np.ndarray:
