@@ -213,7 +213,7 @@ py::dict build_info() {
     d["sizeof_index"] = sizeof(index_t);
     d["sizeof_float"] = sizeof(float);
     d["sizeof_pointer"] = sizeof(void*);
-    d["prefetch_distance"] = rankcore::prefetch_distance;
+    d["prefetch_lines"] = rankcore::prefetch_lines;
     return d;
 }
 
