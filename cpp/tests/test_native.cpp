@@ -132,15 +132,16 @@ static void test_softmax(const KernelTable& kt) {
 }
 
 static void test_order() {
-    std::vector<std::uint64_t> scratch;
-    for (index_t n : {1, 2, 5, 32, 33, 100, 500, 4096, 4097, 10000}) {
-        for (int variant = 0; variant < 4; ++variant) {
+    SortScratch scratch;
+    for (index_t n : {1, 2, 5, 32, 33, 100, 500, 1000, 4096, 4097, 10000}) {
+        for (int variant = 0; variant < 5; ++variant) {
             std::vector<float> s(static_cast<std::size_t>(n));
             for (index_t i = 0; i < n; ++i) {
                 switch (variant) {
                     case 0: s[i] = std::uniform_real_distribution<float>(0, 1)(rng); break;
                     case 1: s[i] = float(rng() % 7) * 0.125f; break;                     // many ties
                     case 2: s[i] = i == 3 ? 1.f : 1e-20f * (1 + float(rng() % 50)); break;  // skewed
+                    case 3: s[i] = std::exp(std::normal_distribution<float>(0, 1)(rng)); break;  // softmax-like
                     default: s[i] = std::normal_distribution<float>(0, 10)(rng);          // negatives too
                 }
             }

@@ -113,7 +113,7 @@ struct Workspace {
     std::vector<float> logits, scores;  ///< per valid candidate
     std::vector<double> logits_f64;     ///< fallback path only
     std::vector<index_t> order;         ///< sorted indices into the valid candidates
-    std::vector<std::uint64_t> sort_scratch;
+    SortScratch sort_scratch;
 };
 
 /**
