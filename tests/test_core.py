@@ -341,3 +341,122 @@ def test_build_info():
     assert info["backends"] == rankcore.available_backends()
     if rankcore.HAS_CPP:
         assert info["simd_kernel"] in ("avx2", "serial")
+
+
+# --------------------------------------------------------------------------- the native single-call path
+
+_core = rankcore._backend._core if rankcore._backend.HAS_CPP else None
+needs_cpp = pytest.mark.skipif(_core is None, reason="the C++ extension is not built")
+
+
+@needs_cpp
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("k", [None, 0, 3, 40])
+def test_fast_path_equals_general_path(rng, bias, k):
+    """Exact inputs take ``rank_one``; the same values in other dtypes take the general path."""
+    emb, b, t = make_table(rng, n=300, d=37, bias=bias)
+    user = rng.standard_normal(37).astype(np.float32)
+    cands = rng.integers(0, 300, 40)
+    fast = rankcore.rank(user, t, cands, k=k)
+    assert _core.rank_one(user, t._data, t._bias, t._dim, cands, k, rankcore.Ranking) is not None
+    general = rankcore.rank(user.astype(np.float64), t, cands.astype(np.int32), k=k, backend="cpp")
+    for name in ("positions", "items", "scores", "logits"):
+        np.testing.assert_array_equal(getattr(fast, name), getattr(general, name))
+        assert getattr(fast, name).dtype == getattr(general, name).dtype
+    ref = softmax64(logits64(user, emb.astype(np.float32), None if b is None else b.astype(np.float32), cands))
+    np.testing.assert_allclose(fast.scores, ref[fast.positions], atol=1e-6, rtol=0)
+
+
+@needs_cpp
+def test_fast_path_declines_inexact_inputs(rng):
+    """``rank_one`` returns None (general path) for anything but the exact form, and never guesses."""
+    _, _, t = make_table(rng, n=50, d=8, bias=True)
+    u = rng.standard_normal(8).astype(np.float32)
+    c = rng.integers(0, 50, 5)
+    R = rankcore.Ranking
+    args = [u, t._data, t._bias, t._dim, c, None, R]
+    assert isinstance(_core.rank_one(*args), R)
+    swaps = {
+        0: [u.astype(np.float64), u[::-1][::-1].copy().reshape(1, 8), np.repeat(u, 2)[::2], list(u),
+            u[:7], u.astype(">f4")],
+        1: [t._data.astype(np.float64), t._data[:, :8][:, ::-1]],
+        2: [t._bias.astype(np.float64), t._bias[:10], 0.0],
+        3: [8.0, 0, 17, -1],
+        4: [c.astype(np.int32), np.repeat(c, 2)[::2], list(c), c.reshape(1, 5)],
+        5: [-1, 2.0, True, "3"],
+    }
+    for i, values in swaps.items():
+        for v in values:
+            a = list(args)
+            a[i] = v
+            assert _core.rank_one(*a) is None, (i, v)
+    with pytest.raises(TypeError):
+        _core.rank_one(u, t._data)
+    # Through the public function every one of these still works or raises the documented error.
+    assert rankcore.rank(list(u), t, list(c)).items.tolist() == _core.rank_one(*args).items.tolist()
+
+
+@needs_cpp
+def test_fast_path_errors(rng):
+    _, _, t = make_table(rng, n=50, d=8)
+    u = rng.standard_normal(8).astype(np.float32)
+    with pytest.raises(IndexError, match="candidate 50 out of range .*position 2"):
+        rankcore.rank(u, t, np.array([1, 2, 50]))
+    with pytest.raises(IndexError, match="candidate -1 out of range"):
+        rankcore.rank(u, t, np.array([-1]))
+    bad = u.copy()
+    bad[3] = np.nan
+    with pytest.raises(ValueError, match="NaN or inf"):
+        rankcore.rank(bad, t, np.array([1, 2]))
+    r = rankcore.rank(u, t, np.zeros(0, dtype=np.int64))
+    assert len(r) == 0 and r.scores.dtype == np.float32 and r.items.dtype == np.int64
+
+
+@needs_cpp
+def test_fast_path_is_thread_safe(rng):
+    """Per-thread workspaces: concurrent single calls give the same answers as sequential ones."""
+    import concurrent.futures
+
+    _, _, t = make_table(rng, n=5000, d=32)
+    users = rng.standard_normal((64, 32)).astype(np.float32)
+    lists = [rng.integers(0, 5000, int(n)) for n in rng.integers(1, 700, 64)]
+    want = [rankcore.rank(u, t, c) for u, c in zip(users, lists)]
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        for _ in range(5):
+            got = list(pool.map(lambda i: rankcore.rank(users[i], t, lists[i]), range(64)))
+            for g, w in zip(got, want):
+                np.testing.assert_array_equal(g.items, w.items)
+                np.testing.assert_array_equal(g.scores, w.scores)
+
+
+@needs_cpp
+def test_candidates_changed_during_call_never_read_out_of_bounds(rng):
+    """Another thread rewrites the candidate array while the native call runs without the GIL:
+    each call returns a ranking of in-range rows or raises IndexError, never reads outside the table."""
+    import threading
+
+    _, _, t = make_table(rng, n=1000, d=16)
+    u = rng.standard_normal(16).astype(np.float32)
+    c = rng.integers(0, 1000, 4000)
+    stop = threading.Event()
+
+    def flip():
+        while not stop.is_set():
+            c[::7] = 10**12
+            c[::7] = 5
+
+    th = threading.Thread(target=flip)
+    th.start()
+    outcomes = set()
+    try:
+        for _ in range(300):
+            try:
+                r = rankcore.rank(u, t, c)
+                assert r.items.min() >= 0 and r.items.max() < 1000
+                outcomes.add("ranked")
+            except IndexError:
+                outcomes.add("IndexError")
+    finally:
+        stop.set()
+        th.join()
+    assert outcomes <= {"ranked", "IndexError"}

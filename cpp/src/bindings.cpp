@@ -60,8 +60,8 @@ carray<T> require_array(const py::handle& obj, const char* name, const char* dty
 /// Checked inputs of score/rank; the arrays stay referenced for the duration of the call.
 struct Inputs {
     carray<float> users, table, bias;
-    carray<index_t> candidates, offsets;
-    std::array<index_t, 2> single_offsets{};
+    carray<index_t> candidates;
+    std::vector<index_t> offsets;  // a private copy: the caller's array could change while the GIL is released
     rankcore::Problem problem;
     int threads = 1;
 };
@@ -110,15 +110,15 @@ Inputs convert(const py::object& users, const py::object& table, const py::objec
             throw py::value_error("offsets=None means a single request, but users has " +
                                   std::to_string(p.n_requests) + " rows; pass offsets of length " +
                                   std::to_string(p.n_requests + 1));
-        in.single_offsets = {0, p.n_candidates};
-        p.offsets = in.single_offsets.data();
+        in.offsets = {0, p.n_candidates};
     } else {
-        in.offsets = require_array<index_t>(offsets, "offsets", "int64", 1);
-        if (in.offsets.shape(0) != p.n_requests + 1)
+        const carray<index_t> given = require_array<index_t>(offsets, "offsets", "int64", 1);
+        if (given.shape(0) != p.n_requests + 1)
             throw py::value_error("offsets must have len(users) + 1 = " + std::to_string(p.n_requests + 1) +
-                                  " entries, got " + std::to_string(in.offsets.shape(0)));
-        p.offsets = in.offsets.data();
+                                  " entries, got " + std::to_string(given.shape(0)));
+        in.offsets.assign(given.data(), given.data() + given.shape(0));
     }
+    p.offsets = in.offsets.data();
     in.threads = static_cast<int>(std::min<index_t>(threads, 1 << 16));
     return in;
 }
@@ -216,6 +216,134 @@ py::dict build_info() {
     d["prefetch_lines"] = rankcore::prefetch_lines;
     return d;
 }
+
+// ---------------------------------------------------------------------------------------------
+// rank_one: the single-request fast path, on the raw CPython calling convention
+
+/// Borrowed data of `obj` when it is exactly a NumPy array of the given canonical dtype, with
+/// `ndim` dimensions, C-contiguous and aligned; nullptr otherwise (then the caller takes the
+/// general path, which converts or explains).
+const void* exact_array(PyObject* obj, PyObject* descr, int ndim) {
+    const auto& api = py::detail::npy_api::get();
+    if (Py_TYPE(obj) != api.PyArray_Type_) return nullptr;
+    const auto* a = py::detail::array_proxy(obj);
+    constexpr int need = py::detail::npy_api::NPY_ARRAY_C_CONTIGUOUS_ | py::detail::npy_api::NPY_ARRAY_ALIGNED_;
+    if (a->descr != descr || a->nd != ndim || (a->flags & need) != need) return nullptr;
+    return a->data;
+}
+
+PyObject* new_vector(PyObject* descr, index_t n) {
+    const auto& api = py::detail::npy_api::get();
+    Py_ssize_t dims[1] = {static_cast<Py_ssize_t>(n)};
+    Py_INCREF(descr);  // stolen by PyArray_NewFromDescr
+    return api.PyArray_NewFromDescr_(api.PyArray_Type_, descr, 1, dims, nullptr, nullptr, 0, nullptr);
+}
+
+PyObject* descr_f32 = nullptr;
+PyObject* descr_i64 = nullptr;
+
+/**
+ * rank_one(user, table, bias, dim, candidates, k, result_type)
+ *
+ * One request, all inputs already in their exact form: user float32 (dim,), table float32
+ * (N, ld >= dim), bias None or float32 (N,), candidates int64 (K,), k None or int >= 0. Returns
+ * result_type(positions, items, scores, logits), or None when an argument is not in that form
+ * (the caller then takes the general path). Errors as in rank().
+ */
+PyObject* rank_one(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+    if (nargs != 7) {
+        PyErr_SetString(PyExc_TypeError, "rank_one takes 7 positional arguments");
+        return nullptr;
+    }
+    const float* user = static_cast<const float*>(exact_array(args[0], descr_f32, 1));
+    const float* table = static_cast<const float*>(exact_array(args[1], descr_f32, 2));
+    const index_t* cand = static_cast<const index_t*>(exact_array(args[4], descr_i64, 1));
+    if (!user || !table || !cand || !PyLong_CheckExact(args[3])) Py_RETURN_NONE;
+    const auto* ta = py::detail::array_proxy(args[1]);
+    const index_t n_rows = ta->dimensions[0], ld = ta->dimensions[1];
+    const index_t dim = PyLong_AsLongLong(args[3]);
+    if (dim < 1 || dim > ld || py::detail::array_proxy(args[0])->dimensions[0] != dim) {
+        PyErr_Clear();
+        Py_RETURN_NONE;
+    }
+    const float* bias = nullptr;
+    if (args[2] != Py_None) {
+        bias = static_cast<const float*>(exact_array(args[2], descr_f32, 1));
+        if (!bias || py::detail::array_proxy(args[2])->dimensions[0] != n_rows) Py_RETURN_NONE;
+    }
+    index_t k = -1;
+    if (args[5] != Py_None) {
+        if (!PyLong_CheckExact(args[5])) Py_RETURN_NONE;
+        k = PyLong_AsLongLong(args[5]);
+        if (k < 0) {
+            PyErr_Clear();
+            Py_RETURN_NONE;
+        }
+    }
+    for (index_t i = 0; i < dim; ++i)
+        if (!std::isfinite(user[i])) {
+            PyErr_SetString(PyExc_ValueError, "user vector 0 contains NaN or inf (or values beyond float32 range)");
+            return nullptr;
+        }
+    const index_t n = py::detail::array_proxy(args[4])->dimensions[0];
+    rankcore::Problem p;
+    const index_t offsets[2] = {0, n};
+    p.users = user;
+    p.table = table;
+    p.n_rows = n_rows;
+    p.ld = ld;
+    p.dim = dim;
+    p.bias = bias;
+    p.candidates = cand;
+    p.n_candidates = n;
+    p.offsets = offsets;
+    p.n_requests = 1;
+    index_t out_offsets[2];
+    PyObject* out[4] = {nullptr, nullptr, nullptr, nullptr};
+    PyObject* result = nullptr;
+    try {
+        rankcore::validate_problem(p, k, out_offsets);
+        const index_t total = out_offsets[1];
+        out[0] = new_vector(descr_i64, total);
+        out[1] = new_vector(descr_i64, total);
+        out[2] = new_vector(descr_f32, total);
+        out[3] = new_vector(descr_f32, total);
+        if (out[0] && out[1] && out[2] && out[3]) {
+            auto data = [&](int i) { return py::detail::array_proxy(out[i])->data; };
+            const rankcore::KernelTable& kt = rankcore::active_kernel();
+            auto run = [&] {
+                rankcore::rank_batch(p, kt, out_offsets, reinterpret_cast<index_t*>(data(0)),
+                                     reinterpret_cast<index_t*>(data(1)), reinterpret_cast<float*>(data(2)),
+                                     reinterpret_cast<float*>(data(3)), 1);
+            };
+            if (n >= 64) {  // worth letting other Python threads run
+                py::gil_scoped_release release;
+                run();
+            } else {
+                run();
+            }
+            result = PyObject_Vectorcall(args[6], out, 4, nullptr);
+        }
+    } catch (const std::out_of_range& e) {
+        PyErr_SetString(PyExc_IndexError, e.what());
+    } catch (const std::invalid_argument& e) {
+        PyErr_SetString(PyExc_ValueError, e.what());
+    } catch (const std::bad_alloc&) {
+        PyErr_NoMemory();
+    } catch (const std::exception& e) {
+        PyErr_SetString(PyExc_RuntimeError, e.what());
+    }
+    for (PyObject* o : out) Py_XDECREF(o);
+    return result;
+}
+
+PyMethodDef fast_methods[] = {
+    {"rank_one", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(&rank_one)), METH_FASTCALL,
+     "rank_one(user, table, bias, dim, candidates, k, result_type)\n--\n\n"
+     "One request whose inputs are already exact: user float32 (dim,), table float32 (N, ld), bias None or "
+     "float32 (N,), dim int, candidates int64 (K,), k None or int >= 0. Returns result_type(positions, items, "
+     "scores, logits), or None when an argument is not in that form."},
+    {nullptr, nullptr, 0, nullptr}};
 
 // ---------------------------------------------------------------------------------------------
 // IdIndex
@@ -515,6 +643,11 @@ concatenated per request, and int64 (B + 1,) offsets into them.)doc");
     m.def("set_kernel", &set_kernel, py::arg("name"),
           "Use the named kernel from now on (ValueError if unknown or unsupported).");
     m.def("build_info", &build_info, "Compiler, flags and kernel information of this build.");
+
+    descr_f32 = py::detail::npy_api::get().PyArray_DescrFromType_(py::detail::npy_api::NPY_FLOAT_);
+    descr_i64 = py::detail::npy_api::get().PyArray_DescrFromType_(py::detail::npy_api::NPY_INT64_);
+    if (!descr_f32 || !descr_i64) throw py::error_already_set();
+    if (PyModule_AddFunctions(m.ptr(), fast_methods) < 0) throw py::error_already_set();
 
     key_item_id = PyUnicode_InternFromString("itemId");
     key_score = PyUnicode_InternFromString("score");

@@ -297,6 +297,14 @@ def _check_table(table) -> ItemTable:
     return table
 
 
+# The single-call fast path (see rank): only with the native backend, when RANKCORE_BACKEND is
+# unset and the environment is CPython's os.environ (whose bytes mapping is read directly).
+_rank_one = getattr(_backend._core, "rank_one", None) if _backend.HAS_CPP else None
+_ENV_DATA = _backend._ENV_DATA
+_ENV_KEY = getattr(_backend, "_ENV_KEY", None)
+if _ENV_DATA is None:  # pragma: no cover - not CPython's os.environ
+    _rank_one = None
+
 _F32 = np.dtype(np.float32)
 _I64 = np.dtype(np.int64)
 
@@ -404,6 +412,13 @@ def rank(user, table: ItemTable, candidates, *, k=None, backend=None) -> Ranking
     -------
     Ranking
     """
+    if (_rank_one is not None and type(table) is ItemTable
+            and (_ENV_KEY not in _ENV_DATA if backend is None else backend == "cpp")):
+        # Native fast path: inputs already exact (float32 user, int64 candidates) are ranked in
+        # one native call; anything else returns None and takes the general path below.
+        r = _rank_one(user, table._data, table._bias, table._dim, candidates, k, Ranking)
+        if r is not None:
+            return r
     if type(table) is not ItemTable:
         _check_table(table)
     u = _users(user, table, 1)

@@ -133,8 +133,16 @@ inline index_t score_request(const Problem& p, const KernelTable& kt, index_t b,
     const index_t* cand = p.candidates + begin;
     index_t n_valid = 0;
     for (index_t j = 0; j < n; ++j) {
-        if (cand[j] < 0) continue;  // padding (validated: only -1 when padded)
-        ws.rows[n_valid] = cand[j];
+        // Copied once, then only the copy is used. Checked again (free: the branch is never taken)
+        // because the caller's array may be changed by another thread after validate_problem.
+        const index_t c = cand[j];
+        if (static_cast<std::uint64_t>(c) >= static_cast<std::uint64_t>(p.n_rows)) {
+            if (p.padded && c == -1) continue;  // padding
+            throw std::out_of_range("candidate " + std::to_string(c) + " out of range for an item table of " +
+                                    std::to_string(p.n_rows) + " rows (request " + std::to_string(b) +
+                                    ", position " + std::to_string(j) + "; changed during the call)");
+        }
+        ws.rows[n_valid] = c;
         ws.positions[n_valid] = j;
         ++n_valid;
     }
@@ -170,8 +178,10 @@ void for_each_request(index_t n_requests, index_t work, int threads, Fn&& fn) {
     index_t n_threads = std::min<index_t>(threads, n_requests);
     if (work < 4096) n_threads = 1;
     if (n_threads <= 1) {
-        Workspace ws;
+        // One workspace per thread, kept between calls: a single call then allocates nothing.
+        static thread_local Workspace ws;
         for (index_t b = 0; b < n_requests; ++b) fn(b, ws);
+        if (ws.rows.capacity() > (std::size_t(1) << 20)) ws = Workspace();  // do not keep huge buffers
         return;
     }
     const index_t chunk = std::max<index_t>(1, std::min<index_t>(16, n_requests / (n_threads * 8)));
@@ -253,15 +263,15 @@ inline void rank_batch(const Problem& p, const KernelTable& kt, const index_t* o
         const index_t n_valid = score_request(p, kt, b, ws);
         const index_t kk = out_offsets[b + 1] - out_offsets[b];
         if (kk <= 0) return;
+        if (n_valid < kk)  // padding appeared after validate_problem: another thread changed the array
+            throw std::invalid_argument("the candidates of request " + std::to_string(b) + " changed during the call");
         if (ws.order.size() < static_cast<std::size_t>(kk)) ws.order.resize(static_cast<std::size_t>(kk));
         order_desc_stable(ws.scores.data(), n_valid, kk, ws.order.data(), ws.sort_scratch);
         const index_t o = out_offsets[b];
-        const index_t* cand = p.candidates + p.offsets[b];
         for (index_t i = 0; i < kk; ++i) {
             const index_t j = ws.order[i];
-            const index_t pos = ws.positions[j];
-            out_positions[o + i] = pos;
-            out_items[o + i] = cand[pos];
+            out_positions[o + i] = ws.positions[j];
+            out_items[o + i] = ws.rows[j];
             out_scores[o + i] = ws.scores[j];
             out_logits[o + i] = ws.logits[j];
         }
