@@ -460,3 +460,26 @@ def test_candidates_changed_during_call_never_read_out_of_bounds(rng):
         stop.set()
         th.join()
     assert outcomes <= {"ranked", "IndexError"}
+
+
+@pytest.mark.parametrize("K", [20, 33, 700, 4096, 4097, 9000])
+@pytest.mark.parametrize("shape", ["normal", "skewed", "ties"])
+def test_every_sort_path(backend, K, shape):
+    """Every ordering path of every backend (insertion, buckets, big buckets, top-k selection,
+    LSD radix) gives the stable descending order of its own scores."""
+    rng = np.random.default_rng(K)
+    emb = rng.standard_normal((K, 4)).astype(np.float32)
+    if shape == "skewed":  # one dominant logit, the rest packed in a narrow band
+        emb[:, 0] = 1e-3 * emb[:, 0]
+        emb[7, 0] = 60.0
+    elif shape == "ties":
+        emb = np.repeat(emb[:5], K // 5 + 1, axis=0)[:K].copy()
+    t = rankcore.ItemTable(emb)
+    user = np.array([1.0, 0.5, -0.25, 0.125], dtype=np.float32)
+    cands = rng.permutation(K)
+    full = rankcore.score(user, t, cands, backend=backend).scores
+    expected = np.argsort(-full, kind="stable")
+    for k in (None, 1, 3, K // 2):
+        r = rankcore.rank(user, t, cands, k=k, backend=backend)
+        np.testing.assert_array_equal(r.positions, expected[: len(r)])
+        np.testing.assert_array_equal(r.scores, full[r.positions])

@@ -648,6 +648,7 @@ concatenated per request, and int64 (B + 1,) offsets into them.)doc");
     descr_i64 = py::detail::npy_api::get().PyArray_DescrFromType_(py::detail::npy_api::NPY_INT64_);
     if (!descr_f32 || !descr_i64) throw py::error_already_set();
     if (PyModule_AddFunctions(m.ptr(), fast_methods) < 0) throw py::error_already_set();
+    m.attr("CHECKS_USERS") = true;  // score/rank reject non-finite user vectors themselves
 
     key_item_id = PyUnicode_InternFromString("itemId");
     key_score = PyUnicode_InternFromString("score");

@@ -312,8 +312,8 @@ _I64 = np.dtype(np.int64)
 def _users(users, table: ItemTable, ndim: int) -> np.ndarray:
     """(B, d) C-contiguous float32 view or copy of the user vector(s); shapes checked.
 
-    Finiteness is checked by the caller (``_check_finite``) unless the native backend, which
-    checks it itself, runs the call.
+    Finiteness is checked by the caller (``_check_finite``) unless the backend checks it itself
+    (its ``CHECKS_USERS``).
     """
     u = users
     if not (type(u) is np.ndarray and u.dtype is _F32 and u.flags.c_contiguous):
@@ -424,7 +424,7 @@ def rank(user, table: ItemTable, candidates, *, k=None, backend=None) -> Ranking
     u = _users(user, table, 1)
     c = _candidates(candidates, 1)
     impl = _backend.get_backend(backend)
-    if impl is not _backend._core:
+    if not impl.CHECKS_USERS:
         _check_finite(u)
     p, it, s, lg, _ = impl.rank(u, table._data, table._bias, table._dim, c, None, False, _k(k), 1)
     return Ranking(p, it, s, lg)
@@ -436,7 +436,7 @@ def score(user, table: ItemTable, candidates, *, backend=None) -> Scores:
     u = _users(user, table, 1)
     c = _candidates(candidates, 1)
     impl = _backend.get_backend(backend)
-    if impl is not _backend._core:
+    if not impl.CHECKS_USERS:
         _check_finite(u)
     s, lg = impl.score(u, table._data, table._bias, table._dim, c, None, False, 1)
     return Scores(s, lg)
@@ -467,7 +467,7 @@ def rank_batch(users, table: ItemTable, candidates, offsets=None, *, k=None, bac
     u = _users(users, table, 2)
     c, o, padded, _ = _batch_candidates(candidates, offsets, u.shape[0])
     impl = _backend.get_backend(backend)
-    if impl is not _backend._core:
+    if not impl.CHECKS_USERS:
         _check_finite(u)
     p, it, s, lg, oo = impl.rank(u, table._data, table._bias, table._dim, c, o, padded, _k(k),
                                  _threads(threads))
@@ -485,7 +485,7 @@ def score_batch(users, table: ItemTable, candidates, offsets=None, *, backend=No
     u = _users(users, table, 2)
     c, o, padded, shape = _batch_candidates(candidates, offsets, u.shape[0])
     impl = _backend.get_backend(backend)
-    if impl is not _backend._core:
+    if not impl.CHECKS_USERS:
         _check_finite(u)
     s, lg = impl.score(u, table._data, table._bias, table._dim, c, o, padded, _threads(threads))
     if shape is not None:

@@ -24,16 +24,21 @@ from ._reference import check_offsets
 
 __all__ = ["score", "rank"]
 
+#: ``score``/``rank`` reject non-finite user vectors themselves (inside the compiled single call).
+CHECKS_USERS = True
+
 _F32 = np.float32
 
 
 #: Candidates ahead whose rows are prefetched (rows of a big table are random DRAM reads).
-PREFETCH_DISTANCE = 8
+#: Prefetches go to L2 (locality 2, ``prefetcht1`` on x86), which does not hold an L1 fill buffer
+#: per line, so far more rows can be on their way than with L1 prefetches (see cpp's dot.h).
+PREFETCH_DISTANCE = 32
 
 
 @intrinsic
 def _prefetch(typingctx, address):
-    """``llvm.prefetch`` (read, keep in all cache levels) of an integer address."""
+    """``llvm.prefetch`` (read, locality 2: into L2 and below) of an integer address."""
     if not isinstance(address, types.Integer):
         return None
 
@@ -42,7 +47,7 @@ def _prefetch(typingctx, address):
         i32 = ir.IntType(32)
         fn = builder.module.declare_intrinsic(
             "llvm.prefetch", fnty=ir.FunctionType(ir.VoidType(), (i8p, i32, i32, i32)))
-        builder.call(fn, (builder.inttoptr(args[0], i8p), ir.Constant(i32, 0), ir.Constant(i32, 3),
+        builder.call(fn, (builder.inttoptr(args[0], i8p), ir.Constant(i32, 0), ir.Constant(i32, 2),
                           ir.Constant(i32, 1)))
         return context.get_dummy_value()
 
@@ -173,6 +178,85 @@ def _radix_argsort_u32(keys):
 
 
 @njit(cache=True, nogil=True)
+def _sort_words(words, k):
+    """Sort the first ``k`` of distinct uint64 words ascending, in place (the rest is scratch).
+
+    The same method as cpp's sort.h: insertion sort up to 32 words; partial selection when k is
+    small; up to 4096 words one counting pass into 2 * next_pow2(n) buckets on the top bits of
+    the key (the high half), a branch-free pass that carries the larger of each pair forward,
+    then insertion for what is still out of order (big buckets are sorted first); beyond that an
+    LSD radix sort of the keys.
+    """
+    n = words.shape[0]
+    if n <= 32:
+        for i in range(1, n):
+            v = words[i]
+            j = i
+            while j > 0 and words[j - 1] > v:
+                words[j] = words[j - 1]
+                j -= 1
+            words[j] = v
+        return words
+    if k * 8 <= n:
+        head = np.sort(np.partition(words, k - 1)[:k])
+        words[:k] = head
+        return words
+    if n > 4096:
+        order = _radix_argsort_u32((words >> np.uint64(32)).astype(np.uint32))
+        return words[order]
+    kmin = np.uint32(0xFFFFFFFF)
+    kmax = np.uint32(0)
+    for i in range(n):
+        key = np.uint32(words[i] >> np.uint64(32))
+        if key < kmin:
+            kmin = key
+        if key > kmax:
+            kmax = key
+    n_buckets = 2
+    while n_buckets < 2 * n:
+        n_buckets *= 2
+    span = np.uint32(kmax - kmin)
+    shift = 0
+    while (span >> np.uint32(shift)) >= n_buckets:
+        shift += 1
+    counts = np.zeros(n_buckets + 1, dtype=np.int64)
+    for i in range(n):
+        counts[((np.uint32(words[i] >> np.uint64(32)) - kmin) >> np.uint32(shift)) + 1] += 1
+    largest = 0
+    for v in range(1, n_buckets + 1):
+        if counts[v] > largest:
+            largest = counts[v]
+        counts[v] += counts[v - 1]
+    out = np.empty(n, dtype=np.uint64)
+    for i in range(n):
+        bucket = (np.uint32(words[i] >> np.uint64(32)) - kmin) >> np.uint32(shift)
+        p = counts[bucket]
+        out[p] = words[i]
+        counts[bucket] = p + 1
+    if largest > 24:  # skewed keys: sort big buckets first so the passes below stay linear
+        start = 0
+        for v in range(n_buckets):
+            if counts[v] - start > 24:
+                out[start:counts[v]] = np.sort(out[start:counts[v]])
+            start = counts[v]
+    carry = out[0]
+    for i in range(1, n):
+        v = out[i]
+        out[i - 1] = min(carry, v)
+        carry = max(carry, v)
+    out[n - 1] = carry
+    for i in range(1, n):
+        v = out[i]
+        if out[i - 1] > v:
+            j = i
+            while j > 0 and out[j - 1] > v:
+                out[j] = out[j - 1]
+                j -= 1
+            out[j] = v
+    return out
+
+
+@njit(cache=True, nogil=True)
 def _rank_request(b, users, table, bias, has_bias, dim, cands, offsets, out_offsets, tmp_scores,
                   tmp_logits, positions, items, scores, logits):
     start = offsets[b]
@@ -186,19 +270,24 @@ def _rank_request(b, users, table, bias, has_bias, dim, cands, offsets, out_offs
         if cands[j] >= 0:
             n_valid += 1
     cols = np.empty(n_valid, dtype=np.int64)
-    keys = np.empty(n_valid, dtype=np.uint32)
-    # scores are >= 0, so their bit patterns order like the values; invert for descending
+    words = np.empty(n_valid, dtype=np.uint64)
+    # scores are >= 0, so their bit patterns order like the values; invert for descending. The
+    # key goes in the high half of a word and the index in the low half: ascending words are
+    # descending scores with ties in input order.
     bits = tmp_scores[start:end].view(np.uint32)
     n = 0
     for j in range(start, end):
         if cands[j] >= 0:
             cols[n] = j - start
-            keys[n] = np.uint32(0xFFFFFFFF) - bits[j - start]
+            words[n] = (np.uint64(np.uint32(0xFFFFFFFF) - bits[j - start]) << np.uint64(32)) | np.uint64(n)
             n += 1
-    order = _radix_argsort_u32(keys)
     lo = out_offsets[b]
-    for r in range(out_offsets[b + 1] - lo):
-        col = cols[order[r]]
+    m = out_offsets[b + 1] - lo
+    if m == 0:
+        return -1
+    words = _sort_words(words, m)
+    for r in range(m):
+        col = cols[np.int64(words[r] & np.uint64(0xFFFFFFFF))]
         positions[lo + r] = col
         items[lo + r] = cands[start + col]
         scores[lo + r] = tmp_scores[start + col]
@@ -260,17 +349,21 @@ def _prepare(cands, offsets, n_items, padded, k, out_offsets):
 def _rank_single(users, table, bias, has_bias, dim, cands, k):
     """One request, start to finish, in one compiled call (a numba dispatch costs microseconds).
 
-    Returns (bad position, bad value, non-finite row, positions, items, scores, logits); the
-    first three are -1 when all went well.
+    Returns (bad position, bad value, non-finite row, positions, items, scores, logits,
+    out_offsets); the
+    first three are -1 when all went well; bad position -2 means a non-finite user vector.
     """
     n = cands.shape[0]
     n_items = table.shape[0]
+    e = np.empty(0, dtype=np.int64)
+    f = np.empty(0, dtype=np.float32)
+    for t in range(dim):
+        if not math.isfinite(users[0, t]):
+            return -2, 0, -1, e, e, f, f, e
     for j in range(n):
         c = cands[j]
         if c < 0 or c >= n_items:
-            e = np.empty(0, dtype=np.int64)
-            f = np.empty(0, dtype=np.float32)
-            return j, c, -1, e, e, f, f
+            return j, c, -1, e, e, f, f, e
     m = n if k < 0 or k > n else k
     offsets = np.empty(2, dtype=np.int64)
     offsets[0] = 0
@@ -286,10 +379,16 @@ def _rank_single(users, table, bias, has_bias, dim, cands, k):
     logits = np.empty(m, dtype=np.float32)
     err = _rank_request(0, users, table, bias, has_bias, dim, cands, offsets, out_offsets,
                         tmp_scores, tmp_logits, positions, items, scores, logits)
-    return -1, 0, err, positions, items, scores, logits
+    return -1, 0, err, positions, items, scores, logits, out_offsets
 
 
 _EMPTY_BIAS = np.zeros(0, dtype=np.float32)
+_NONFINITE_USER = "user vector contains NaN or inf (or values beyond float32 range)"
+
+
+def _check_users(users):
+    if not np.isfinite(users.sum(dtype=np.float64)):
+        raise ValueError(_NONFINITE_USER)
 
 
 def _offsets(offsets, n_candidates, n_users):
@@ -335,6 +434,7 @@ def _raise_errors(errors):
 
 
 def score(users, table, bias, dim, candidates, offsets, padded, threads=0):
+    _check_users(users)
     offsets = _offsets(offsets, candidates.shape[0], users.shape[0])
     _check(candidates, offsets, table.shape[0], padded, -1)
     n = candidates.shape[0]
@@ -351,14 +451,17 @@ def score(users, table, bias, dim, candidates, offsets, padded, threads=0):
 def rank(users, table, bias, dim, candidates, offsets, padded, k=-1, threads=0):
     if offsets is None and not padded and users.shape[0] == 1:
         has_bias = bias is not None
-        j, value, err, positions, items, scores, logits = _rank_single(
+        j, value, err, positions, items, scores, logits, out_offsets = _rank_single(
             users, table, bias if has_bias else _EMPTY_BIAS, has_bias, int(dim), candidates, int(k))
+        if j == -2:
+            raise ValueError(_NONFINITE_USER)
         if j >= 0:
             raise IndexError(f"candidate {value} out of range for an item table of {table.shape[0]} "
                              f"rows (request 0, position {j})")
         if err >= 0:
             _raise_errors(np.array([err]))
-        return positions, items, scores, logits, np.array([0, positions.shape[0]], dtype=np.int64)
+        return positions, items, scores, logits, out_offsets
+    _check_users(users)
     offsets = _offsets(offsets, candidates.shape[0], users.shape[0])
     out_offsets = _check(candidates, offsets, table.shape[0], padded, k)
     total = int(out_offsets[-1])

@@ -24,6 +24,9 @@ import numpy as np
 
 __all__ = ["score", "rank", "check_candidates", "check_offsets", "valid_counts"]
 
+#: Whether ``score``/``rank`` reject non-finite user vectors themselves (else the caller does).
+CHECKS_USERS = False
+
 
 def check_offsets(offsets, n_candidates: int, n_users: int) -> np.ndarray:
     """Validate CSR offsets (int64, (B+1,), starts at 0, non-decreasing, ends at len)."""
