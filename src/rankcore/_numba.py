@@ -178,6 +178,19 @@ def _radix_argsort_u32(keys):
 
 
 @njit(cache=True, nogil=True)
+def _insertion_sort(a):
+    """Sort ``a`` ascending in place; linear when only a few elements are out of place."""
+    for i in range(1, a.shape[0]):
+        v = a[i]
+        if a[i - 1] > v:
+            j = i
+            while j > 0 and a[j - 1] > v:
+                a[j] = a[j - 1]
+                j -= 1
+            a[j] = v
+
+
+@njit(cache=True, nogil=True)
 def _sort_words(words, k):
     """Sort the first ``k`` of distinct uint64 words ascending, in place (the rest is scratch).
 
@@ -189,13 +202,7 @@ def _sort_words(words, k):
     """
     n = words.shape[0]
     if n <= 32:
-        for i in range(1, n):
-            v = words[i]
-            j = i
-            while j > 0 and words[j - 1] > v:
-                words[j] = words[j - 1]
-                j -= 1
-            words[j] = v
+        _insertion_sort(words)
         return words
     if k * 8 <= n:
         head = np.sort(np.partition(words, k - 1)[:k])
@@ -245,14 +252,7 @@ def _sort_words(words, k):
         out[i - 1] = min(carry, v)
         carry = max(carry, v)
     out[n - 1] = carry
-    for i in range(1, n):
-        v = out[i]
-        if out[i - 1] > v:
-            j = i
-            while j > 0 and out[j - 1] > v:
-                out[j] = out[j - 1]
-                j -= 1
-            out[j] = v
+    _insertion_sort(out)
     return out
 
 

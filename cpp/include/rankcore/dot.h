@@ -94,9 +94,9 @@ inline void gather_dot_f32_serial(const float* table, index_t ld, index_t dim, c
                                   const index_t* rows, index_t n, const float* bias, float* out) noexcept {
     const std::size_t row_bytes = static_cast<std::size_t>(dim) * sizeof(float);
     const index_t ahead = prefetch_distance(row_bytes);
-    for (index_t i = 0; i < n && i < ahead; ++i) prefetch_range_l2(table + rows[i] * ld, row_bytes);
+    for (index_t i = 0; i < n && i < ahead; ++i) prefetch_range<kL2>(table + rows[i] * ld, row_bytes);
     for (index_t i = 0; i < n; ++i) {
-        if (i + ahead < n) prefetch_range_l2(table + rows[i + ahead] * ld, row_bytes);
+        if (i + ahead < n) prefetch_range<kL2>(table + rows[i + ahead] * ld, row_bytes);
         const index_t r = rows[i];
         float l = dot_f32_serial(table + r * ld, user, static_cast<std::size_t>(dim));
         if (bias) l += bias[r];
@@ -165,9 +165,9 @@ RANKCORE_TARGET_AVX2 void gather_dot_avx2_fixed(const float* table, index_t ld, 
     const __m256 u_tail = _mm256_maskload_ps(user + 8 * NV, mask);
     const std::size_t row_bytes = (8 * NV + tail) * sizeof(float);
     const index_t ahead = prefetch_distance(row_bytes);
-    for (index_t i = 0; i < n && i < ahead; ++i) prefetch_range_l2(table + rows[i] * ld, row_bytes);
+    for (index_t i = 0; i < n && i < ahead; ++i) prefetch_range<kL2>(table + rows[i] * ld, row_bytes);
     for (index_t i = 0; i < n; ++i) {
-        if (i + ahead < n) prefetch_range_l2(table + rows[i + ahead] * ld, row_bytes);
+        if (i + ahead < n) prefetch_range<kL2>(table + rows[i + ahead] * ld, row_bytes);
         const index_t r = rows[i];
         const float* row = table + r * ld;
         __m256 a = _mm256_setzero_ps(), b = _mm256_setzero_ps();
@@ -189,9 +189,9 @@ RANKCORE_TARGET_AVX2 inline void gather_dot_avx2_any(const float* table, index_t
                                                      float* out) noexcept {
     const std::size_t row_bytes = static_cast<std::size_t>(dim) * sizeof(float);
     const index_t ahead = prefetch_distance(row_bytes);
-    for (index_t i = 0; i < n && i < ahead; ++i) prefetch_range_l2(table + rows[i] * ld, row_bytes);
+    for (index_t i = 0; i < n && i < ahead; ++i) prefetch_range<kL2>(table + rows[i] * ld, row_bytes);
     for (index_t i = 0; i < n; ++i) {
-        if (i + ahead < n) prefetch_range_l2(table + rows[i + ahead] * ld, row_bytes);
+        if (i + ahead < n) prefetch_range<kL2>(table + rows[i + ahead] * ld, row_bytes);
         const index_t r = rows[i];
         float l = dot_f32_avx2(table + r * ld, user, static_cast<std::size_t>(dim));
         if (bias) l += bias[r];

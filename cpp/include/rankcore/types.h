@@ -44,25 +44,19 @@ using index_t = std::int64_t;
 /// Size of a cache line assumed by the prefetching code.
 constexpr std::size_t cache_line_bytes = 64;
 
-/// Hint the CPU to fetch the cache line holding `p` into all cache levels.
-inline void prefetch_read(const void* p) noexcept {
-#if defined(__GNUC__) || defined(__clang__)
-    __builtin_prefetch(p, 0, 3);
-#elif defined(RANKCORE_X86_64)
-    _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T0);
-#else
-    (void)p;
-#endif
-}
+/// Prefetch localities (as in `__builtin_prefetch`): L1 and below, or L2 and below.
+/// For streams of random rows prefer kL2: an L1 prefetch holds one of the core's few L1 fill
+/// buffers until its line arrives, an L2 prefetch does not, so many more rows can be on their way.
+constexpr int kL1 = 3, kL2 = 2;
 
-/// Hint the CPU to fetch the cache line holding `p` into L2 and below, not L1 (`prefetcht1`).
-/// For streams of random rows: an L1 prefetch holds one of the core's few L1 fill buffers until
-/// the line arrives, an L2 prefetch does not, so many more rows can be on their way at once.
-inline void prefetch_read_l2(const void* p) noexcept {
+/// Hint the CPU to fetch the cache line holding `p` (`prefetcht0` for kL1, `prefetcht1` for kL2).
+template <int Locality = kL1>
+inline void prefetch_read(const void* p) noexcept {
+    static_assert(Locality == kL1 || Locality == kL2, "locality must be kL1 or kL2");
 #if defined(__GNUC__) || defined(__clang__)
-    __builtin_prefetch(p, 0, 2);
+    __builtin_prefetch(p, 0, Locality);
 #elif defined(RANKCORE_X86_64)
-    _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T1);
+    _mm_prefetch(static_cast<const char*>(p), Locality == kL1 ? _MM_HINT_T0 : _MM_HINT_T1);
 #else
     (void)p;
 #endif
@@ -70,17 +64,11 @@ inline void prefetch_read_l2(const void* p) noexcept {
 
 /// Prefetch every cache line overlapped by the byte range [p, p + bytes).
 /// Only addresses are computed; no memory is read, so this is safe for any range.
+template <int Locality = kL1>
 inline void prefetch_range(const void* p, std::size_t bytes) noexcept {
     std::uintptr_t line = reinterpret_cast<std::uintptr_t>(p) & ~std::uintptr_t(cache_line_bytes - 1);
     const std::uintptr_t end = reinterpret_cast<std::uintptr_t>(p) + bytes;
-    for (; line < end; line += cache_line_bytes) prefetch_read(reinterpret_cast<const void*>(line));
-}
-
-/// prefetch_range into L2 (see prefetch_read_l2).
-inline void prefetch_range_l2(const void* p, std::size_t bytes) noexcept {
-    std::uintptr_t line = reinterpret_cast<std::uintptr_t>(p) & ~std::uintptr_t(cache_line_bytes - 1);
-    const std::uintptr_t end = reinterpret_cast<std::uintptr_t>(p) + bytes;
-    for (; line < end; line += cache_line_bytes) prefetch_read_l2(reinterpret_cast<const void*>(line));
+    for (; line < end; line += cache_line_bytes) prefetch_read<Locality>(reinterpret_cast<const void*>(line));
 }
 
 /**
