@@ -339,3 +339,17 @@ def test_loaded_model_serves_the_same(tmp_path):
     a, b = c.rank("9", ids, context={"DEVICE": "desktop"}), CAMPAIGN.rank("9", ids, context={"DEVICE": "desktop"})
     assert a.item_ids == b.item_ids
     np.testing.assert_array_equal(a.scores, b.scores)
+
+
+@pytest.mark.skipif(not rankcore._backend.HAS_CPP, reason="the C++ extension is not built")
+@given(st.lists(st.integers(-1, 40), max_size=60))
+@settings(max_examples=200, deadline=None)
+def test_native_distinct_check_matches_numpy(rows):
+    """The native shortcut of the de-duplication says True exactly when no row is -1 or repeated."""
+    from rankcore.campaign import _all_known_distinct
+
+    r = np.array(rows, dtype=np.int64)
+    want = bool((r >= 0).all() and len(np.unique(r)) == len(r))
+    assert _all_known_distinct(r) is want
+    with pytest.raises(TypeError):
+        _all_known_distinct(r.astype(np.int32))

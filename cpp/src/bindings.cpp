@@ -337,12 +337,28 @@ PyObject* rank_one(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     return result;
 }
 
+/// all_known_distinct(rows): rows must be an int64 (n,) C-contiguous array.
+PyObject* all_known_distinct(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+    const index_t* rows = nargs == 1 ? static_cast<const index_t*>(exact_array(args[0], descr_i64, 1)) : nullptr;
+    if (!rows) {
+        PyErr_SetString(PyExc_TypeError, "all_known_distinct takes one C-contiguous int64 (n,) array");
+        return nullptr;
+    }
+    static thread_local std::vector<index_t> scratch;
+    const bool ok = rankcore::all_known_distinct(rows, py::detail::array_proxy(args[0])->dimensions[0], scratch);
+    if (scratch.size() > (std::size_t(1) << 20)) scratch = std::vector<index_t>();
+    return PyBool_FromLong(ok);
+}
+
 PyMethodDef fast_methods[] = {
     {"rank_one", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(&rank_one)), METH_FASTCALL,
      "rank_one(user, table, bias, dim, candidates, k, result_type)\n--\n\n"
      "One request whose inputs are already exact: user float32 (dim,), table float32 (N, ld), bias None or "
      "float32 (N,), dim int, candidates int64 (K,), k None or int >= 0. Returns result_type(positions, items, "
      "scores, logits), or None when an argument is not in that form."},
+    {"all_known_distinct", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(&all_known_distinct)),
+     METH_FASTCALL,
+     "all_known_distinct(rows)\n--\n\nTrue when every row of the int64 (n,) array is >= 0 and none repeats."},
     {nullptr, nullptr, 0, nullptr}};
 
 // ---------------------------------------------------------------------------------------------

@@ -402,6 +402,27 @@ static void test_idindex() {
     CHECK(!append_utf8_from_ucs4(surrogate, 1, u), "surrogate");
 }
 
+static void test_all_known_distinct() {
+    std::vector<index_t> scratch;
+    std::mt19937_64 rng(7);
+    for (index_t n : {0, 1, 2, 15, 16, 17, 500, 5000}) {
+        std::vector<index_t> rows(static_cast<std::size_t>(n));
+        for (index_t i = 0; i < n; ++i) rows[static_cast<std::size_t>(i)] = i * 7919 + (i % 3) * 1000003;
+        std::shuffle(rows.begin(), rows.end(), rng);
+        CHECK(all_known_distinct(rows.data(), n, scratch), "distinct rows n=%ld", (long)n);
+        if (n >= 2) {
+            auto dup = rows;
+            dup[static_cast<std::size_t>(n - 1)] = dup[static_cast<std::size_t>((n - 1) / 2)];
+            CHECK(!all_known_distinct(dup.data(), n, scratch), "duplicate missed n=%ld", (long)n);
+            auto unknown = rows;
+            unknown[static_cast<std::size_t>(n / 2)] = -1;
+            CHECK(!all_known_distinct(unknown.data(), n, scratch), "unknown missed n=%ld", (long)n);
+        }
+    }
+    const index_t same[3] = {0, 0, 0};
+    CHECK(!all_known_distinct(same, 3, scratch), "zeros repeat");
+}
+
 int main() {
     for (const std::string& name : available_kernel_names()) {
         const KernelTable& kt = *find_kernel(name);
@@ -414,6 +435,7 @@ int main() {
     test_exp();
     test_order();
     test_idindex();
+    test_all_known_distinct();
     if (failures) {
         std::fprintf(stderr, "%d check(s) failed\n", failures);
         return 1;

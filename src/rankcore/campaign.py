@@ -32,6 +32,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from . import _backend
 from ._response import ranking_entries
 
 __all__ = ["Campaign", "CampaignData", "RankingResult", "Client", "PersonalizeError",
@@ -113,6 +114,10 @@ def _client_exception_classes():
 # --------------------------------------------------------------------------- ids
 _UUID4_CLEAR = ~(0xF000 << 64 | 0xC000 << 48) & ((1 << 128) - 1)
 _UUID4_SET = 0x4000 << 64 | 0x8000 << 48
+
+
+#: Native one-pass check that every looked-up row is known and distinct (int64 rows only).
+_all_known_distinct = getattr(_backend._core, "all_known_distinct", None) if _backend.HAS_CPP else None
 
 
 def new_uuid() -> str:
@@ -453,6 +458,8 @@ class Campaign:
 
         ``positions`` is None when every input item is known and distinct (rows used as is).
         """
+        if _all_known_distinct is not None and _all_known_distinct(rows):
+            return None, rows, []  # the common case, checked natively in one pass
         n = rows.shape[0]
         unknown: list = []
         pos = None
