@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import rankcore
 from rankcore._columns import column_from_values
 from rankcore.filters import (
     MAX_EXPRESSION_LENGTH,
@@ -842,3 +843,24 @@ def test_campaign_caches_never_serve_stale_results():
         for g in ("Comedy", "Drama", "Action", "Thriller", "Romance", "Horror"):
             got = c.rank("1", ids, filter=genre, filter_values={"G": f'"{g}"'}).item_ids
             assert results.setdefault(g, got) == got
+
+
+@given(st.lists(st.integers(0, 60), max_size=40), st.lists(st.integers(-1, 70), max_size=80))
+@settings(max_examples=300, deadline=None)
+def test_membership_native_and_numpy_agree(values, rows):
+    """``InteractionHistory.contains`` (native when built) and its NumPy twin give np.isin's answer."""
+    from rankcore.filters import InteractionHistory
+
+    sel = np.unique(np.array(values, dtype=np.int64))
+    r = np.array(rows, dtype=np.int64)
+    want = np.isin(r, sel)
+    np.testing.assert_array_equal(InteractionHistory.contains(sel, r), want)
+    np.testing.assert_array_equal(InteractionHistory.contains_numpy(sel, r), want)
+    if rankcore._backend.HAS_CPP:
+        from rankcore._backend import _core
+
+        extreme = np.array([np.iinfo(np.int64).min, -5, 2**62], dtype=np.int64)
+        np.testing.assert_array_equal(_core.rows_in(extreme[:1], np.append(r, extreme)),
+                                      np.append(np.zeros(len(r), bool), [True, False, False]))
+        with pytest.raises(TypeError):
+            _core.rows_in(sel.astype(np.int32), r)

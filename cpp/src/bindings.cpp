@@ -350,6 +350,31 @@ PyObject* all_known_distinct(PyObject*, PyObject* const* args, Py_ssize_t nargs)
     return PyBool_FromLong(ok);
 }
 
+PyObject* descr_bool = nullptr;
+
+/// rows_in(values, rows): both int64 (m,) / (n,) C-contiguous arrays; returns bool (n,).
+PyObject* rows_in(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+    const index_t* values = nargs == 2 ? static_cast<const index_t*>(exact_array(args[0], descr_i64, 1)) : nullptr;
+    const index_t* rows = nargs == 2 ? static_cast<const index_t*>(exact_array(args[1], descr_i64, 1)) : nullptr;
+    if (!values || !rows) {
+        PyErr_SetString(PyExc_TypeError, "rows_in takes two C-contiguous int64 1-D arrays");
+        return nullptr;
+    }
+    const index_t m = py::detail::array_proxy(args[0])->dimensions[0];
+    const index_t n = py::detail::array_proxy(args[1])->dimensions[0];
+    PyObject* out = new_vector(descr_bool, n);
+    if (!out) return nullptr;
+    static thread_local std::vector<index_t> scratch;
+    try {
+        rankcore::rows_in(values, m, rows, n, reinterpret_cast<bool*>(py::detail::array_proxy(out)->data), scratch);
+    } catch (const std::bad_alloc&) {
+        Py_DECREF(out);
+        return PyErr_NoMemory();
+    }
+    if (scratch.size() > (std::size_t(1) << 20)) scratch = std::vector<index_t>();
+    return out;
+}
+
 PyMethodDef fast_methods[] = {
     {"rank_one", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(&rank_one)), METH_FASTCALL,
      "rank_one(user, table, bias, dim, candidates, k, result_type)\n--\n\n"
@@ -359,6 +384,8 @@ PyMethodDef fast_methods[] = {
     {"all_known_distinct", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(&all_known_distinct)),
      METH_FASTCALL,
      "all_known_distinct(rows)\n--\n\nTrue when every row of the int64 (n,) array is >= 0 and none repeats."},
+    {"rows_in", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(&rows_in)), METH_FASTCALL,
+     "rows_in(values, rows)\n--\n\nBool (n,) array: whether each of the int64 (n,) rows is one of the int64 (m,) values."},
     {nullptr, nullptr, 0, nullptr}};
 
 // ---------------------------------------------------------------------------------------------
@@ -662,7 +689,8 @@ concatenated per request, and int64 (B + 1,) offsets into them.)doc");
 
     descr_f32 = py::detail::npy_api::get().PyArray_DescrFromType_(py::detail::npy_api::NPY_FLOAT_);
     descr_i64 = py::detail::npy_api::get().PyArray_DescrFromType_(py::detail::npy_api::NPY_INT64_);
-    if (!descr_f32 || !descr_i64) throw py::error_already_set();
+    descr_bool = py::detail::npy_api::get().PyArray_DescrFromType_(py::detail::npy_api::NPY_BOOL_);
+    if (!descr_f32 || !descr_i64 || !descr_bool) throw py::error_already_set();
     if (PyModule_AddFunctions(m.ptr(), fast_methods) < 0) throw py::error_already_set();
     m.attr("CHECKS_USERS") = true;  // score/rank reject non-finite user vectors themselves
 

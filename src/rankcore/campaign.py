@@ -507,7 +507,7 @@ class Campaign:
             if not keep[-1]:
                 unknown = []
             keep = keep[:-1]
-        idx = np.flatnonzero(keep)
+        idx = keep.nonzero()[0]  # keep is 1-D: np.flatnonzero's ravel and dispatch cost more than it
         if idx.shape[0] == krows.shape[0]:  # everything kept
             return pos, krows, unknown
         return (idx if pos is None else pos[idx]), krows[idx], unknown

@@ -105,6 +105,8 @@ from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
+from . import _backend
+
 __all__ = [
     "FilterSyntaxError",
     "FilterPlan",
@@ -1034,8 +1036,9 @@ class InteractionHistory:
     Built from ``recent_interactions``'s ``(item_rows, event_types)``: event types are interned
     to small integer codes once, and ``select`` returns (and caches, a few per snapshot) the
     sorted distinct item rows (-1 dropped) of the interactions whose event type matches; a
-    candidate test is then one scatter and one gather in a per-thread scratch vector. Immutable; a data object may cache one per user
-    (``interaction_history(user_id)``) as long as it builds a new one when the history changes.
+    candidate test is then one native hash-set probe per row (a scatter and a gather without the
+    extension). Immutable; a data object may cache one per user (``interaction_history(user_id)``)
+    as long as it builds a new one when the history changes.
     """
 
     __slots__ = ("_rows", "_codes", "_names", "_sel", "__weakref__")
@@ -1093,7 +1096,17 @@ class InteractionHistory:
 
     @staticmethod
     def contains(sel: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        """Per candidate row (``rows`` may hold -1): is it in ``sel`` (a result of ``select``)?
+        """Per candidate row (int64 ``rows``, may hold -1): is it in ``sel`` (a result of ``select``)?
+
+        Natively (``_core.rows_in``): one small hash set of ``sel``, one probe per row.
+        """
+        if _rows_in is not None:
+            return _rows_in(sel, rows)
+        return InteractionHistory.contains_numpy(sel, rows)
+
+    @staticmethod
+    def contains_numpy(sel: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """``contains`` without the extension.
 
         Scatters ``sel`` into a per-thread scratch vector, gathers the candidates and clears it
         again: a few small, branch-free passes (a binary search per candidate mispredicts).
@@ -1113,6 +1126,9 @@ class InteractionHistory:
 
 
 _TLS = threading.local()
+
+#: Native membership test (``rankcore._core.rows_in``), or None without the extension.
+_rows_in = getattr(_backend._core, "rows_in", None) if _backend.HAS_CPP else None
 
 
 def _scratch(size: int) -> np.ndarray:
@@ -1253,6 +1269,10 @@ class FilterPlan:
         return item_cols, user_cols
 
     def _bind(self, data) -> _BoundPlan:
+        if not self._item_fields and not self._user_fields:  # no metadata columns: one binding
+            entry = self._bound.get(())
+            if entry is not None:
+                return entry[1]
         item_cols, user_cols = self._columns(data)
         cols = tuple(item_cols.values()) + tuple(user_cols.values())
         key = tuple(map(id, cols))
@@ -1290,8 +1310,8 @@ class FilterPlan:
         names (no ``$``) to filterValues strings.
         """
         rows = item_rows
-        if not (type(rows) is np.ndarray and rows.dtype == np.int64):
-            rows = np.asarray(rows, dtype=np.int64)
+        if not (type(rows) is np.ndarray and rows.dtype == np.int64 and rows.flags.c_contiguous):
+            rows = np.ascontiguousarray(rows, dtype=np.int64)
         if rows.ndim != 1:
             raise ValueError(f"{_PREFIX}item_rows must be one-dimensional")
         bound = self._bind(data)
