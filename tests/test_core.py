@@ -368,6 +368,30 @@ def test_fast_path_equals_general_path(rng, bias, k):
 
 
 @needs_cpp
+@pytest.mark.parametrize("bias", [True, False])
+def test_score_fast_path_equals_general_path(rng, bias):
+    _, _, t = make_table(rng, n=300, d=37, bias=bias)
+    user = rng.standard_normal(37).astype(np.float32)
+    cands = rng.integers(0, 300, 40)
+    assert _core.score_one(user, t._data, t._bias, t._dim, cands, rankcore.Scores) is not None
+    fast = rankcore.score(user, t, cands)
+    general = rankcore.score(user.astype(np.float64), t, cands.astype(np.int32), backend="cpp")
+    np.testing.assert_array_equal(fast.scores, general.scores)
+    np.testing.assert_array_equal(fast.logits, general.logits)
+    assert fast.scores.dtype == np.float32 and len(fast) == 40
+    assert _core.score_one(user.astype(np.float64), t._data, t._bias, t._dim, cands, rankcore.Scores) is None
+    assert _core.score_one(user, t._data, t._bias, t._dim, cands.astype(np.int32), rankcore.Scores) is None
+    with pytest.raises(IndexError, match="candidate 300 out of range"):
+        rankcore.score(user, t, np.array([1, 300]))
+    bad = user.copy()
+    bad[0] = np.inf
+    with pytest.raises(ValueError, match="NaN or inf"):
+        rankcore.score(bad, t, cands)
+    with pytest.raises(TypeError):
+        _core.score_one(user, t._data)
+
+
+@needs_cpp
 def test_fast_path_declines_inexact_inputs(rng):
     """``rank_one`` returns None (general path) for anything but the exact form, and never guesses."""
     _, _, t = make_table(rng, n=50, d=8, bias=True)

@@ -297,13 +297,14 @@ def _check_table(table) -> ItemTable:
     return table
 
 
-# The single-call fast path (see rank): only with the native backend, when RANKCORE_BACKEND is
+# The single-call fast paths (see rank and score): only with the native backend, when RANKCORE_BACKEND is
 # unset and the environment is CPython's os.environ (whose bytes mapping is read directly).
 _rank_one = getattr(_backend._core, "rank_one", None) if _backend.HAS_CPP else None
+_score_one = getattr(_backend._core, "score_one", None) if _backend.HAS_CPP else None
 _ENV_DATA = _backend._ENV_DATA
 _ENV_KEY = getattr(_backend, "_ENV_KEY", None)
 if _ENV_DATA is None:  # pragma: no cover - not CPython's os.environ
-    _rank_one = None
+    _rank_one = _score_one = None
 
 _F32 = np.dtype(np.float32)
 _I64 = np.dtype(np.int64)
@@ -432,6 +433,11 @@ def rank(user, table: ItemTable, candidates, *, k=None, backend=None) -> Ranking
 
 def score(user, table: ItemTable, candidates, *, backend=None) -> Scores:
     """Softmax probabilities and logits of one user's candidates, in input order."""
+    if (_score_one is not None and type(table) is ItemTable
+            and (_ENV_KEY not in _ENV_DATA if backend is None else backend == "cpp")):
+        r = _score_one(user, table._data, table._bias, table._dim, candidates, Scores)
+        if r is not None:
+            return r
     _check_table(table)
     u = _users(user, table, 1)
     c = _candidates(candidates, 1)
