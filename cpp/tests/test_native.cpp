@@ -18,6 +18,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <numeric>
 #include <random>
 #include <stdexcept>
@@ -423,6 +424,27 @@ static void test_all_known_distinct() {
     CHECK(!all_known_distinct(same, 3, scratch), "zeros repeat");
 }
 
+static void test_rows_in() {
+    std::vector<index_t> scratch;
+    std::mt19937_64 rng(11);
+    const index_t lowest = std::numeric_limits<index_t>::min();
+    for (index_t m : {0, 1, 5, 100, 9000}) {
+        std::vector<index_t> values(static_cast<std::size_t>(m));
+        for (auto& v : values) v = static_cast<index_t>(rng() % 20000) - 5;
+        if (m > 3) values[1] = lowest;  // the set's own empty marker is a value like any other
+        std::vector<index_t> rows(3000);
+        for (auto& r : rows) r = static_cast<index_t>(rng() % 20000) - 5;
+        rows[7] = lowest;
+        std::vector<char> got(rows.size());
+        rows_in(values.data(), m, rows.data(), static_cast<index_t>(rows.size()), reinterpret_cast<bool*>(got.data()),
+                scratch);
+        for (std::size_t i = 0; i < rows.size(); ++i) {
+            const bool want = std::find(values.begin(), values.end(), rows[i]) != values.end();
+            CHECK(bool(got[i]) == want, "rows_in m=%ld row %ld", (long)m, (long)rows[i]);
+        }
+    }
+}
+
 int main() {
     for (const std::string& name : available_kernel_names()) {
         const KernelTable& kt = *find_kernel(name);
@@ -436,6 +458,7 @@ int main() {
     test_order();
     test_idindex();
     test_all_known_distinct();
+    test_rows_in();
     if (failures) {
         std::fprintf(stderr, "%d check(s) failed\n", failures);
         return 1;
