@@ -94,3 +94,44 @@ def test_rank_batch(benchmark, impl):
     benchmark.group = f"rank_batch d={d} B={b} K={k} N={n}"
     benchmark.extra_info.update(d=d, K=k, B=b, N=n, impl=impl, items_per_call=b * k)
     benchmark.pedantic(fn, rounds=5, iterations=1, warmup_rounds=1)
+
+
+OVERHEAD_IMPLS = ["rankcore.rank", "rankcore.score", "_core.rank_one", "_core.rank (general)",
+                  "rank (converting)", "numpy-naive"]
+
+
+@pytest.mark.parametrize("impl", OVERHEAD_IMPLS)
+def test_call_overhead(benchmark, impl):
+    """Per-call cost with K=1 on a small table: what the layers add when there is no work.
+
+    ``rankcore.rank`` minus ``_core.rank_one`` is the Python wrapper's own cost (the issue's
+    budget is 1 us); ``_core.rank (general)`` is the pybind11 entry point the converting
+    path ends in; ``rank (converting)`` passes a float64 user and a list of candidates.
+    """
+    rng = np.random.default_rng(1)
+    table = rankcore.ItemTable(rng.standard_normal((1000, 64), dtype=np.float32))  # small: no cache misses
+    user = rng.standard_normal(64).astype(np.float32)
+    cands = np.array([7], dtype=np.int64)
+    if impl == "rankcore.rank":
+        fn = lambda: rankcore.rank(user, table, cands)  # noqa: E731
+    elif impl == "rankcore.score":
+        fn = lambda: rankcore.score(user, table, cands)  # noqa: E731
+    elif impl.startswith("_core"):
+        core = rankcore._backend._core
+        if core is None:
+            pytest.skip("the C++ extension is not built")
+        data, bias, dim = table._data, table._bias, table._dim
+        if impl == "_core.rank_one":
+            fn = lambda: core.rank_one(user, data, bias, dim, cands, None, rankcore.Ranking)  # noqa: E731
+        else:
+            u2 = user[None, :]
+            fn = lambda: core.rank(u2, data, bias, dim, cands, None, False, -1, 1)  # noqa: E731
+    elif impl == "rank (converting)":
+        u64, lst = user.astype(np.float64), [7]
+        fn = lambda: rankcore.rank(u64, table, lst)  # noqa: E731
+    else:
+        emb = table.data
+        fn = lambda: numpy_naive(user, emb, cands)  # noqa: E731
+    benchmark.group = "call overhead K=1"
+    benchmark.extra_info.update(impl=impl)
+    benchmark(fn)
