@@ -359,10 +359,13 @@ def test_fast_path_equals_general_path(rng, bias, k):
     cands = rng.integers(0, 300, 40)
     fast = rankcore.rank(user, t, cands, k=k)
     assert _core.rank_one(user, t._data, t._bias, t._dim, cands, k, rankcore.Ranking) is not None
-    general = rankcore.rank(user.astype(np.float64), t, cands.astype(np.int32), k=k, backend="cpp")
-    for name in ("positions", "items", "scores", "logits"):
-        np.testing.assert_array_equal(getattr(fast, name), getattr(general, name))
-        assert getattr(fast, name).dtype == getattr(general, name).dtype
+    converted = rankcore.rank(user.astype(np.float64), t, cands.astype(np.int32), k=k, backend="cpp")
+    binding = rankcore.Ranking(*_core.rank(user[None, :], t._data, t._bias, t._dim, cands, None, False,
+                                           -1 if k is None else k, 1)[:4])
+    for general in (converted, binding):
+        for name in ("positions", "items", "scores", "logits"):
+            np.testing.assert_array_equal(getattr(fast, name), getattr(general, name))
+            assert getattr(fast, name).dtype == getattr(general, name).dtype
     ref = softmax64(logits64(user, emb.astype(np.float32), None if b is None else b.astype(np.float32), cands))
     np.testing.assert_allclose(fast.scores, ref[fast.positions], atol=1e-6, rtol=0)
 
@@ -375,9 +378,11 @@ def test_score_fast_path_equals_general_path(rng, bias):
     cands = rng.integers(0, 300, 40)
     assert _core.score_one(user, t._data, t._bias, t._dim, cands, rankcore.Scores) is not None
     fast = rankcore.score(user, t, cands)
-    general = rankcore.score(user.astype(np.float64), t, cands.astype(np.int32), backend="cpp")
-    np.testing.assert_array_equal(fast.scores, general.scores)
-    np.testing.assert_array_equal(fast.logits, general.logits)
+    converted = rankcore.score(user.astype(np.float64), t, cands.astype(np.int32), backend="cpp")
+    binding = rankcore.Scores(*_core.score(user[None, :], t._data, t._bias, t._dim, cands, None, False, 1))
+    for general in (converted, binding):
+        np.testing.assert_array_equal(fast.scores, general.scores)
+        np.testing.assert_array_equal(fast.logits, general.logits)
     assert fast.scores.dtype == np.float32 and len(fast) == 40
     assert _core.score_one(user.astype(np.float64), t._data, t._bias, t._dim, cands, rankcore.Scores) is None
     assert _core.score_one(user, t._data, t._bias, t._dim, cands.astype(np.int32), rankcore.Scores) is None

@@ -425,9 +425,14 @@ def rank(user, table: ItemTable, candidates, *, k=None, backend=None) -> Ranking
     u = _users(user, table, 1)
     c = _candidates(candidates, 1)
     impl = _backend.get_backend(backend)
+    kk = _k(k)
+    if impl is _backend._core and _rank_one is not None:  # converted: now the one-call path takes it
+        r = _rank_one(u[0], table._data, table._bias, table._dim, c, None if kk < 0 else kk, Ranking)
+        if r is not None:
+            return r
     if not impl.CHECKS_USERS:
         _check_finite(u)
-    p, it, s, lg, _ = impl.rank(u, table._data, table._bias, table._dim, c, None, False, _k(k), 1)
+    p, it, s, lg, _ = impl.rank(u, table._data, table._bias, table._dim, c, None, False, kk, 1)
     return Ranking(p, it, s, lg)
 
 
@@ -442,6 +447,10 @@ def score(user, table: ItemTable, candidates, *, backend=None) -> Scores:
     u = _users(user, table, 1)
     c = _candidates(candidates, 1)
     impl = _backend.get_backend(backend)
+    if impl is _backend._core and _score_one is not None:  # converted: now the one-call path takes it
+        r = _score_one(u[0], table._data, table._bias, table._dim, c, Scores)
+        if r is not None:
+            return r
     if not impl.CHECKS_USERS:
         _check_finite(u)
     s, lg = impl.score(u, table._data, table._bias, table._dim, c, None, False, 1)
