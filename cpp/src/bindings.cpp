@@ -7,6 +7,13 @@
  * belong in Python, where they are visible). Errors: TypeError for a wrong type or dtype,
  * ValueError for wrong shapes, layouts or values (std::invalid_argument), IndexError for an
  * out-of-range candidate (std::out_of_range).
+ *
+ * Hot entry points that are called per request (rank_one, score_one, rows_in,
+ * all_known_distinct) use CPython's METH_FASTCALL convention directly instead of pybind11's
+ * dispatcher, and read NumPy arrays through pybind11's array proxies: a call then costs
+ * about 0.1 us instead of 1-2 us. They accept only arrays already in their exact form
+ * (canonical dtype, C-contiguous, aligned); rank_one/score_one return None for anything else,
+ * so the Python layer converts visibly and calls again.
  */
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
