@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import platform
 
-from . import _backend
+from . import _api, _backend
 from ._api import (
     BatchRanking,
     BatchScores,
@@ -26,15 +26,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "__version__",
-    "ItemTable",
-    "Ranking",
-    "BatchRanking",
-    "Scores",
-    "BatchScores",
-    "rank",
-    "rank_batch",
-    "score",
-    "score_batch",
+    *_api.__all__,
     "available_backends",
     "build_info",
     "HAS_CPP",

@@ -11,7 +11,7 @@ import mmap
 
 import numpy as np
 
-from . import _backend
+from . import _backend, _reference
 
 __all__ = [
     "ItemTable",
@@ -313,8 +313,8 @@ _I64 = np.dtype(np.int64)
 def _users(users, table: ItemTable, ndim: int) -> np.ndarray:
     """(B, d) C-contiguous float32 view or copy of the user vector(s); shapes checked.
 
-    Finiteness is checked by the caller (``_check_finite``) unless the backend checks it itself
-    (its ``CHECKS_USERS``).
+    Finiteness is checked by the caller (``_reference.check_users``) unless the backend checks it
+    itself (its ``CHECKS_USERS``).
     """
     u = users
     if not (type(u) is np.ndarray and u.dtype is _F32 and u.flags.c_contiguous):
@@ -328,11 +328,6 @@ def _users(users, table: ItemTable, ndim: int) -> np.ndarray:
         want = "(d,)" if ndim == 1 else "(B, d)"
         raise ValueError(f"user vectors must have shape {want} with d={table._dim}, got {u.shape}")
     return u.reshape(-1, table._dim) if ndim == 1 else u
-
-
-def _check_finite(u: np.ndarray) -> None:
-    if not np.isfinite(u.sum(dtype=np.float64)):
-        raise ValueError("user vector contains NaN or inf (or values beyond float32 range)")
 
 
 def _candidates(candidates, ndim=None) -> np.ndarray:
@@ -431,7 +426,7 @@ def rank(user, table: ItemTable, candidates, *, k=None, backend=None) -> Ranking
         if r is not None:
             return r
     if not impl.CHECKS_USERS:
-        _check_finite(u)
+        _reference.check_users(u)
     p, it, s, lg, _ = impl.rank(u, table._data, table._bias, table._dim, c, None, False, kk, 1)
     return Ranking(p, it, s, lg)
 
@@ -452,7 +447,7 @@ def score(user, table: ItemTable, candidates, *, backend=None) -> Scores:
         if r is not None:
             return r
     if not impl.CHECKS_USERS:
-        _check_finite(u)
+        _reference.check_users(u)
     s, lg = impl.score(u, table._data, table._bias, table._dim, c, None, False, 1)
     return Scores(s, lg)
 
@@ -483,7 +478,7 @@ def rank_batch(users, table: ItemTable, candidates, offsets=None, *, k=None, bac
     c, o, padded, _ = _batch_candidates(candidates, offsets, u.shape[0])
     impl = _backend.get_backend(backend)
     if not impl.CHECKS_USERS:
-        _check_finite(u)
+        _reference.check_users(u)
     p, it, s, lg, oo = impl.rank(u, table._data, table._bias, table._dim, c, o, padded, _k(k),
                                  _threads(threads))
     return BatchRanking(p, it, s, lg, oo)
@@ -501,7 +496,7 @@ def score_batch(users, table: ItemTable, candidates, offsets=None, *, backend=No
     c, o, padded, shape = _batch_candidates(candidates, offsets, u.shape[0])
     impl = _backend.get_backend(backend)
     if not impl.CHECKS_USERS:
-        _check_finite(u)
+        _reference.check_users(u)
     s, lg = impl.score(u, table._data, table._bias, table._dim, c, o, padded, _threads(threads))
     if shape is not None:
         s = s.reshape(shape)

@@ -20,7 +20,7 @@ from llvmlite import ir
 from numba import njit, prange, types
 from numba.extending import intrinsic
 
-from ._reference import check_offsets
+from ._reference import NONFINITE_USER, check_offsets, check_users
 
 __all__ = ["score", "rank"]
 
@@ -383,12 +383,6 @@ def _rank_single(users, table, bias, has_bias, dim, cands, k):
 
 
 _EMPTY_BIAS = np.zeros(0, dtype=np.float32)
-_NONFINITE_USER = "user vector contains NaN or inf (or values beyond float32 range)"
-
-
-def _check_users(users):
-    if not np.isfinite(users.sum(dtype=np.float64)):
-        raise ValueError(_NONFINITE_USER)
 
 
 def _offsets(offsets, n_candidates, n_users):
@@ -434,7 +428,7 @@ def _raise_errors(errors):
 
 
 def score(users, table, bias, dim, candidates, offsets, padded, threads=0):
-    _check_users(users)
+    check_users(users)
     offsets = _offsets(offsets, candidates.shape[0], users.shape[0])
     _check(candidates, offsets, table.shape[0], padded, -1)
     n = candidates.shape[0]
@@ -454,14 +448,14 @@ def rank(users, table, bias, dim, candidates, offsets, padded, k=-1, threads=0):
         j, value, err, positions, items, scores, logits, out_offsets = _rank_single(
             users, table, bias if has_bias else _EMPTY_BIAS, has_bias, int(dim), candidates, int(k))
         if j == -2:
-            raise ValueError(_NONFINITE_USER)
+            raise ValueError(NONFINITE_USER)
         if j >= 0:
             raise IndexError(f"candidate {value} out of range for an item table of {table.shape[0]} "
                              f"rows (request 0, position {j})")
         if err >= 0:
             _raise_errors(np.array([err]))
         return positions, items, scores, logits, out_offsets
-    _check_users(users)
+    check_users(users)
     offsets = _offsets(offsets, candidates.shape[0], users.shape[0])
     out_offsets = _check(candidates, offsets, table.shape[0], padded, k)
     total = int(out_offsets[-1])

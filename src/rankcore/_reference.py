@@ -22,10 +22,19 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["score", "rank", "check_candidates", "check_offsets", "valid_counts"]
+__all__ = ["score", "rank", "check_candidates", "check_offsets", "check_users", "valid_counts"]
 
 #: Whether ``score``/``rank`` reject non-finite user vectors themselves (else the caller does).
 CHECKS_USERS = False
+
+
+NONFINITE_USER = "user vector contains NaN or inf (or values beyond float32 range)"
+
+
+def check_users(users: np.ndarray) -> None:
+    """ValueError unless every user vector entry is finite (one float64 sum)."""
+    if not np.isfinite(users.sum(dtype=np.float64)):
+        raise ValueError(NONFINITE_USER)
 
 
 def check_offsets(offsets, n_candidates: int, n_users: int) -> np.ndarray:

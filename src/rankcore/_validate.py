@@ -142,28 +142,23 @@ def validate_request(body: Mapping[str, Any], *, max_input_items: int | None = M
         for i, v in enumerate(items):
             if len(v) > 256:
                 bad(v, f"inputList.{i + 1}.member", "have length less than or equal to 256")
-    ctx = body.get("context")
-    if ctx is not None:
-        if len(ctx) > 150:
-            bad(len(ctx), "context", "have length less than or equal to 150")
-        for k, v in ctx.items():
-            if len(k) > 150:
-                bad(k, "context.key", "have length less than or equal to 150")
-            if not _CONTEXT_KEY_RE.fullmatch(k):
-                bad(k, "context.key", "satisfy regular expression pattern: [A-Za-z\\d_]+")
+    def string_map(field: str, max_entries: int, max_key: int, key_re) -> None:
+        """The limits of a str -> str map (context, filterValues); values are masked as '***'."""
+        m = body.get(field)
+        if m is None:
+            return
+        if len(m) > max_entries:
+            bad(len(m), field, f"have length less than or equal to {max_entries}")
+        for k, v in m.items():
+            if len(k) > max_key:
+                bad(k, f"{field}.key", f"have length less than or equal to {max_key}")
+            if not key_re.fullmatch(k):
+                bad(k, f"{field}.key", f"satisfy regular expression pattern: {key_re.pattern}")
             if len(v) > 1000:
-                bad("***", f"context.{k}.value", "have length less than or equal to 1000")
-    fv = body.get("filterValues")
-    if fv is not None:
-        if len(fv) > 25:
-            bad(len(fv), "filterValues", "have length less than or equal to 25")
-        for k, v in fv.items():
-            if len(k) > 50:
-                bad(k, "filterValues.key", "have length less than or equal to 50")
-            if not _FILTER_KEY_RE.fullmatch(k):
-                bad(k, "filterValues.key", "satisfy regular expression pattern: [A-Za-z0-9_]+")
-            if len(v) > 1000:
-                bad("***", f"filterValues.{k}.value", "have length less than or equal to 1000")
+                bad("***", f"{field}.{k}.value", "have length less than or equal to 1000")
+
+    string_map("context", 150, 150, _CONTEXT_KEY_RE)
+    string_map("filterValues", 25, 50, _FILTER_KEY_RE)
     if meta is not None:
         if len(meta) > 1:
             bad(len(meta), "metadataColumns", "have length less than or equal to 1")

@@ -1185,6 +1185,21 @@ class _Context:
 # The plan
 # --------------------------------------------------------------------------------------------
 
+def _pick_columns(fields, data, attribute: str, dataset: str, kind: str) -> dict:
+    """``{field: column}`` from ``getattr(data, attribute)`` (read only when fields are asked for)."""
+    if not fields:
+        return {}
+    available = getattr(data, attribute)
+    out = {}
+    for f in fields:
+        col = available.get(f)
+        if col is None:
+            raise ValueError(f"{_PREFIX}{dataset}.{f} is not {kind} metadata field "
+                             f"(known: {', '.join(sorted(available)) or 'none'})")
+        out[f] = col
+    return out
+
+
 class FilterPlan:
     """A compiled filter expression. Immutable; cheap to evaluate many times.
 
@@ -1249,23 +1264,8 @@ class FilterPlan:
 
     # -- schema --------------------------------------------------------------------------------
     def _columns(self, data) -> tuple:
-        item_cols, user_cols = {}, {}
-        if self._item_fields:
-            available = data.item_columns
-            for f in self._item_fields:
-                col = available.get(f)
-                if col is None:
-                    raise ValueError(f"{_PREFIX}Items.{f} is not an item metadata field "
-                                     f"(known: {', '.join(sorted(available)) or 'none'})")
-                item_cols[f] = col
-        if self._user_fields:
-            available = data.user_columns
-            for f in self._user_fields:
-                col = available.get(f)
-                if col is None:
-                    raise ValueError(f"{_PREFIX}CurrentUser.{f} is not a user metadata field "
-                                     f"(known: {', '.join(sorted(available)) or 'none'})")
-                user_cols[f] = col
+        item_cols = _pick_columns(self._item_fields, data, "item_columns", "Items", "an item")
+        user_cols = _pick_columns(self._user_fields, data, "user_columns", "CurrentUser", "a user")
         return item_cols, user_cols
 
     def _bind(self, data) -> _BoundPlan:
