@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import BENCH_ITEMS
-from rankcore import _ids
+from rankcore.model import ids as _ids
 from rankcore.datasets import decimal_id_blob
 
 K = 500

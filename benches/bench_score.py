@@ -117,7 +117,7 @@ def test_call_overhead(benchmark, impl):
     elif impl == "rankcore.score":
         fn = lambda: rankcore.score(user, table, cands)  # noqa: E731
     elif impl.startswith("_core"):
-        core = rankcore._backend._core
+        core = rankcore.core.native.core
         if core is None:
             pytest.skip("the C++ extension is not built")
         data, bias, dim = table._data, table._bias, table._dim

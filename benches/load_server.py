@@ -139,7 +139,7 @@ def main(argv=None) -> int:
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
     import rankcore
-    from rankcore.campaign import Campaign, Client
+    from rankcore import Campaign, Client
     from rankcore.datasets import synthetic
     from rankcore.model import load_model
 

@@ -23,7 +23,7 @@ import pytest
 
 import rankcore
 from rankcore import batch
-from rankcore.campaign import Campaign
+from rankcore import Campaign
 from rankcore.datasets import synthetic
 
 try:
@@ -387,15 +387,6 @@ def test_cli_exit_codes(tmp_path, model_dir, capsys):
 
 
 # --------------------------------------------------------------------------- filters
-def test_filter_expression_without_filters_module_is_a_clear_error(tmp_path, model_dir, monkeypatch):
-    monkeypatch.setitem(sys.modules, "rankcore.filters", None)  # import fails as if absent
-    inp = write_input(tmp_path / "in.jsonl", ['{"userId": "1", "itemList": ["1"]}'])
-    with pytest.raises(batch.BatchError, match="rankcore.filters"):
-        batch.run(Campaign(rankcore.load_model(model_dir)), inp, tmp_path / "o.jsonl",
-                  filter_expression='EXCLUDE ItemID WHERE Items.GENRE IN ("Drama")', quiet=True)
-
-
-@needs_filters
 def test_filter_expression_matches_campaign_rank(tmp_path, model_dir, campaign):
     expr = "INCLUDE ItemID WHERE Items.GENRE IN ($GENRE)"
     plan = compile_filter(expr)

@@ -14,7 +14,7 @@ from hypothesis import given, settings, strategies as st
 
 import rankcore
 from rankcore import Campaign, InvalidInputException, ResourceNotFoundException
-from rankcore.campaign import _REQUEST_ALIASES
+from rankcore.personalize.campaign import _REQUEST_ALIASES
 from rankcore.datasets import synthetic
 
 ATOL = 1e-6
@@ -341,12 +341,12 @@ def test_loaded_model_serves_the_same(tmp_path):
     np.testing.assert_array_equal(a.scores, b.scores)
 
 
-@pytest.mark.skipif(not rankcore._backend.HAS_CPP, reason="the C++ extension is not built")
+@pytest.mark.skipif(not rankcore.HAS_CPP, reason="the C++ extension is not built")
 @given(st.lists(st.integers(-1, 40), max_size=60))
 @settings(max_examples=200, deadline=None)
 def test_native_distinct_check_matches_numpy(rows):
     """The native shortcut of the de-duplication says True exactly when no row is -1 or repeated."""
-    from rankcore.campaign import _all_known_distinct
+    from rankcore.personalize.campaign import _all_known_distinct
 
     r = np.array(rows, dtype=np.int64)
     want = bool((r >= 0).all() and len(np.unique(r)) == len(r))

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import rankcore
-from rankcore.campaign import Campaign, Client
+from rankcore import Campaign, Client
 from rankcore.cli import main
 from rankcore.model import load_model
 
@@ -163,7 +163,7 @@ def test_serve_settings_from_config(tmp_path, demo_dir):
     import argparse
 
     from rankcore.cli import configure_serve_parser
-    from rankcore.server import settings_from_args
+    from rankcore.serve.server import settings_from_args
 
     parser = argparse.ArgumentParser()
     configure_serve_parser(parser)

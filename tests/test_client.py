@@ -12,7 +12,7 @@ import pytest
 
 import rankcore
 from rankcore import Campaign, Client, InvalidInputException
-from rankcore._validate import validate_request
+from rankcore.personalize.validate import validate_request
 
 boto3 = pytest.importorskip("boto3")
 from botocore.exceptions import ClientError  # noqa: E402
@@ -249,9 +249,10 @@ def test_limit_boundaries_pass():
 @pytest.mark.parametrize("ids", [[], ["a"], ["a", 1], ("x" * 257, "a"), ["a", "é" * 256],
                                  ["a", "é" * 257], ("a", None), ["b", b"bytes"]])
 def test_first_bad_id_native_matches_python(ids):
-    from rankcore import _validate
+    from rankcore.core import native
+    from rankcore.personalize import validate as _validate
 
     expected = next((i for i, v in enumerate(ids) if not isinstance(v, str) or len(v) > 256), -1)
-    assert _validate._first_bad_id_py(ids, 256) == expected
-    if _validate._first_bad_id is not None:
-        assert _validate._first_bad_id(ids, 256) == expected
+    assert _validate.first_bad_id_py(ids, 256) == expected
+    if native.HAS_NATIVE:
+        assert native.core.first_bad_id(ids, 256) == expected

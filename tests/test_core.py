@@ -244,7 +244,7 @@ def test_parity_of_errors_across_backends(rng):
 
 
 def test_corrupt_table_never_gives_nan(backend, rng):
-    from rankcore._api import _aligned_zeros
+    from rankcore.core import aligned_zeros as _aligned_zeros
 
     data = _aligned_zeros(4, 16)
     data[2, 3] = np.nan  # as a corrupted memory-mapped file could hold
@@ -323,7 +323,7 @@ def test_backend_selection(monkeypatch):
     with pytest.raises(ValueError, match="unknown backend"):
         rankcore.rank(np.ones(2), rankcore.ItemTable(np.ones((2, 2))), [0], backend="gpu")
     monkeypatch.setenv("RANKCORE_BACKEND", "numpy")
-    from rankcore import _backend
+    from rankcore.core import backend as _backend
     assert _backend.resolve_name() == "numpy"
     monkeypatch.setenv("RANKCORE_BACKEND", "nope")
     with pytest.raises(ValueError):
@@ -345,7 +345,7 @@ def test_build_info():
 
 # --------------------------------------------------------------------------- the native single-call path
 
-_core = rankcore._backend._core if rankcore._backend.HAS_CPP else None
+_core = rankcore.core.native.core if rankcore.HAS_CPP else None
 needs_cpp = pytest.mark.skipif(_core is None, reason="the C++ extension is not built")
 
 

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import rankcore
-from rankcore._columns import column_from_values
+from rankcore.model.columns import column_from_values
 from rankcore.filters import (
     MAX_EXPRESSION_LENGTH,
     FilterPlan,
@@ -856,8 +856,8 @@ def test_membership_native_and_numpy_agree(values, rows):
     want = np.isin(r, sel)
     np.testing.assert_array_equal(InteractionHistory.contains(sel, r), want)
     np.testing.assert_array_equal(InteractionHistory.contains_numpy(sel, r), want)
-    if rankcore._backend.HAS_CPP:
-        from rankcore._backend import _core
+    if rankcore.HAS_CPP:
+        from rankcore.core.native import core as _core
 
         extreme = np.array([np.iinfo(np.int64).min, -5, 2**62], dtype=np.int64)
         np.testing.assert_array_equal(_core.rows_in(extreme[:1], np.append(r, extreme)),

@@ -15,12 +15,12 @@ from hypothesis import given, settings, strategies as st
 
 import rankcore
 from rankcore import ModelFormatError, load_model
-from rankcore._ids import IdSequence, PyIdIndex, encode_blob, id_index_from_blob, make_id_index, native_id_index
+from rankcore.model.ids import IdSequence, PyIdIndex, encode_blob, id_index_from_blob, make_id_index, NativeIdIndex
 from rankcore.datasets import decimal_id_blob, synthetic
 
 # ----------------------------------------------------------------------------- ID indexes
 
-INDEX_CLASSES = [PyIdIndex] + ([native_id_index()] if native_id_index() is not None else [])
+INDEX_CLASSES = [PyIdIndex] + ([NativeIdIndex] if NativeIdIndex is not None else [])
 
 
 @pytest.fixture(params=INDEX_CLASSES, ids=lambda c: c.__module__.rsplit(".", 1)[-1])

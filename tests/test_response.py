@@ -1,4 +1,4 @@
-"""Response entries (``rankcore._response.ranking_entries``): native vs. pure-Python fallback.
+"""Response entries (``rankcore.personalize.response.ranking_entries``): native vs. pure-Python fallback.
 
 The two implementations must agree exactly: the same list of dicts (same key order, the very
 same ``str`` objects for the IDs, bit-identical float scores equal to
@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from rankcore import _response
+from rankcore.personalize import response as _response
 
 IMPLS = [pytest.param(_response.ranking_entries_py, id="python")]
 if _response.HAS_NATIVE:

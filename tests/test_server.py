@@ -28,7 +28,7 @@ import httpx
 import pytest
 
 import rankcore
-from rankcore.campaign import Campaign, Client
+from rankcore import Campaign, Client
 from rankcore.datasets import synthetic
 from rankcore.model import load_model
 
@@ -394,7 +394,7 @@ def test_hot_swap_under_load(tmp_path):
 def test_raised_item_limit_and_failed_reload_in_process(model_dir, tmp_path):
     import asyncio
 
-    from rankcore.server import CampaignRegistry, CampaignSpec, create_app
+    from rankcore.serve.server import CampaignRegistry, CampaignSpec, create_app
 
     live = tmp_path / "live"
     synthetic(**SIZES, seed=0).save(live)
@@ -422,7 +422,7 @@ def test_raised_item_limit_and_failed_reload_in_process(model_dir, tmp_path):
 
 
 def test_credentials_file_formats(tmp_path):
-    from rankcore.server import load_credentials
+    from rankcore.serve.server import load_credentials
 
     ini = tmp_path / "credentials"
     ini.write_text("[default]\naws_access_key_id = AKID1\naws_secret_access_key = s1\n"
@@ -466,7 +466,7 @@ def test_workers_setting():
     import argparse
 
     from rankcore.cli import configure_serve_parser
-    from rankcore.server import resolve_workers, settings_from_args
+    from rankcore.serve.server import resolve_workers, settings_from_args
 
     parser = argparse.ArgumentParser()
     configure_serve_parser(parser)

@@ -1,36 +1,50 @@
 """rankcore: fast local personalized ranking with Amazon Personalize semantics.
 
 The hot path (gather candidate rows, dot-product logits, stable softmax, sort) runs in a C++
-kernel (``rankcore._core``), with a numba fallback and a NumPy reference behind one API.
+kernel (``rankcore._core``), with a numba fallback and a NumPy reference behind one API. The
+package is layered (``ARCHITECTURE.md``): ``core`` < ``model`` < ``filters`` < ``personalize`` <
+``serve``/``batch`` < ``cli``; this module only re-exports the public names.
 """
 from __future__ import annotations
 
 import os
 import platform
 
-from . import _api, _backend
-from ._api import (
+from . import core, datasets
+from .core import (
+    HAS_CPP,
+    HAS_NUMBA,
     BatchRanking,
     BatchScores,
     ItemTable,
     Ranking,
     Scores,
+    available_backends,
     rank,
     rank_batch,
     score,
     score_batch,
 )
-from ._backend import HAS_CPP, HAS_NUMBA, available_backends
+from .core import native as _native
+from .errors import (
+    FilterSyntaxError,
+    InvalidInputException,
+    ModelFormatError,
+    PersonalizeError,
+    ResourceNotFoundException,
+)
+from .filters import compile_filter
+from .model import Model, load_model
+from .personalize import Campaign, Client, RankingResult
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "__version__",
-    *_api.__all__,
-    "available_backends",
-    "build_info",
-    "HAS_CPP",
-    "HAS_NUMBA",
+    "__version__", "ItemTable", "Ranking", "BatchRanking", "Scores", "BatchScores", "rank",
+    "rank_batch", "score", "score_batch", "available_backends", "build_info", "HAS_CPP",
+    "HAS_NUMBA", "Model", "ModelFormatError", "load_model", "Campaign", "Client", "RankingResult",
+    "PersonalizeError", "InvalidInputException", "ResourceNotFoundException", "datasets",
+    "FilterSyntaxError", "compile_filter",
 ]
 
 
@@ -39,40 +53,21 @@ def build_info() -> dict:
     info = {
         "version": __version__,
         "backends": available_backends(),
-        "default_backend": _backend.resolve_name(None),
+        "default_backend": core.resolve_name(None),
         "python": platform.python_version(),
         "machine": platform.machine(),
         "cpu_count": os.cpu_count(),
         "threads": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
     }
-    if HAS_CPP:
-        native = dict(_backend._core.build_info())
+    if _native.HAS_NATIVE:
+        native = dict(_native.core.build_info())
         info["simd_kernel"] = native.get("kernel", native.get("active_kernel"))
         info["native"] = native
     else:
         info["simd_kernel"] = None
-        info["native_error"] = _backend.CORE_IMPORT_ERROR
+        info["native_error"] = _native.IMPORT_ERROR
     if HAS_NUMBA:
-        import numba
+        import numba  # only to report its version; numba itself is imported lazily elsewhere
 
         info["numba"] = numba.__version__
     return info
-
-# model layer, Personalize semantics and filters
-from . import datasets  # noqa: E402
-from .campaign import (  # noqa: E402
-    Campaign,
-    Client,
-    InvalidInputException,
-    PersonalizeError,
-    RankingResult,
-    ResourceNotFoundException,
-)
-from .filters import FilterSyntaxError, compile_filter  # noqa: E402
-from .model import Model, ModelFormatError, load_model  # noqa: E402
-
-__all__ += [
-    "Model", "ModelFormatError", "load_model", "Campaign", "Client", "RankingResult",
-    "PersonalizeError", "InvalidInputException", "ResourceNotFoundException", "datasets",
-    "FilterSyntaxError", "compile_filter",
-]

@@ -20,6 +20,11 @@ from typing import Sequence
 
 __all__ = ["main", "build_parser"]
 
+from . import __version__
+from .datasets import synthetic
+from .model import load_model
+from .personalize import DEFAULT_ACCOUNT, DEFAULT_REGION, Campaign, Client
+
 PROG = "rankcore"
 
 
@@ -111,16 +116,12 @@ def _merge_dicts(dicts) -> dict | None:
 
 # --------------------------------------------------------------------------- commands
 def _load(path: str):
-    from .model import load_model
-
     if not os.path.isdir(path):
         raise CommandError(f"{path}: not a directory")
     return load_model(path, mmap=True)
 
 
 def cmd_demo(args) -> int:
-    from .datasets import synthetic
-
     if os.path.exists(os.path.join(args.dir, "manifest.json")) and not args.force:
         raise CommandError(f"{args.dir} already holds a model (use --force to overwrite)")
     model = synthetic(n_users=args.users, n_items=args.items, dim=args.dim, seed=args.seed,
@@ -134,8 +135,6 @@ def cmd_demo(args) -> int:
 
 
 def cmd_rank(args) -> int:
-    from .campaign import Campaign, Client
-
     model = _load(args.model)
     campaign = Campaign(model, name=args.campaign_name)
     request = {"campaignArn": campaign.arn, "userId": args.user_id, "inputList": args.input_list}
@@ -205,7 +204,7 @@ def cmd_info(args) -> int:
 
 def cmd_serve(args) -> int:
     try:
-        from . import server
+        from .serve import server  # lazy: needs the optional server extra (Starlette, uvicorn)
     except ImportError as exc:
         raise CommandError(f"rankcore serve needs the server extra: pip install 'rankcore[server]' ({exc})")
     return server.serve_main(args)
@@ -213,7 +212,7 @@ def cmd_serve(args) -> int:
 
 def cmd_batch(argv: list) -> int:
     try:
-        from . import batch
+        from . import batch  # lazy: needs orjson (the batch extra)
     except ImportError as exc:
         print(f"{PROG} batch: batch inference is not available in this build ({exc})", file=sys.stderr)
         return 2
@@ -228,7 +227,6 @@ def cmd_batch(argv: list) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG, description="Fast local personalized ranking with Amazon Personalize semantics.")
-    from . import __version__
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
@@ -285,8 +283,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def configure_serve_parser(p: argparse.ArgumentParser) -> None:
-    from .campaign import DEFAULT_ACCOUNT, DEFAULT_REGION
-
     p.add_argument("--campaign", action="append", default=[], metavar="NAME=DIR",
                    help="serve the model in DIR as campaign NAME (repeatable)")
     p.add_argument("--filter", action="append", default=[], metavar="[CAMPAIGN:]NAME=EXPR",

@@ -64,6 +64,11 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
+from ..errors import BatchError
+from ..filters import compile_filter
+from ..model import load_model
+from ..personalize import Campaign
+
 __all__ = ["rank_lines", "rank_partition", "run", "local_cluster", "BatchSummary", "Partition", "plan_partitions",
            "configure_parser", "main", "DEFAULT_CHUNK_SIZE", "DEFAULT_PARTITION_BYTES",
            "MANIFEST_NAME"]
@@ -447,20 +452,11 @@ def _expand_inputs(input) -> list:
 
 
 # --------------------------------------------------------------------------- per-process state
-class BatchError(Exception):
-    """A fatal batch-job error (bad arguments, missing files): the job writes nothing."""
-
-
 _CACHE: dict = {}
 _CACHE_LOCK = threading.Lock()
 
 
 def _compile_filter(campaign, expression: str):
-    try:
-        from .filters import compile_filter
-    except ImportError:
-        raise BatchError("--filter-expression needs rankcore.filters, which this installation "
-                         "lacks") from None
     try:
         plan = compile_filter(expression)
         validate = getattr(plan, "validate", None)
@@ -477,7 +473,6 @@ def _serving(model, filter_expression: str | None) -> tuple:
     A directory is loaded memory-mapped once per process and cached with its compiled filter, so
     each Dask worker loads the model once whatever the number of partitions it ranks.
     """
-    from .campaign import Campaign
     if isinstance(model, Campaign):
         campaign = model
     elif isinstance(model, (str, os.PathLike)):
@@ -485,7 +480,6 @@ def _serving(model, filter_expression: str | None) -> tuple:
         with _CACHE_LOCK:
             hit = _CACHE.get(key)
             if hit is None:
-                from .model import load_model
                 campaign = Campaign(load_model(key[0], mmap=True))
                 plan = _compile_filter(campaign, filter_expression) if filter_expression else None
                 hit = _CACHE[key] = (campaign, plan)
@@ -896,11 +890,6 @@ def _run_dask(model, partitions, output, filter_expression, chunk_size, parts, r
         raise BatchError(f"{model!r} is not a model directory (no manifest.json)")
     if filter_expression:  # syntax errors are fatal here, before any worker starts
         try:
-            from .filters import compile_filter
-        except ImportError:
-            raise BatchError("--filter-expression needs rankcore.filters, which this "
-                             "installation lacks") from None
-        try:
             compile_filter(filter_expression)
         except ValueError as exc:
             raise BatchError(f"invalid filter expression: {exc}") from None
@@ -1042,10 +1031,3 @@ def main(args: argparse.Namespace) -> int:
         print(f"{prog}: {summary}", file=sys.stderr)
     return 1 if summary.failed else 0
 
-
-if __name__ == "__main__":
-    # run the imported module, not this ``__main__`` copy, so Dask pickles its functions by name
-    from rankcore import batch as _batch
-
-    _parser = _batch.configure_parser(argparse.ArgumentParser(prog="python -m rankcore.batch"))
-    sys.exit(_batch.main(_parser.parse_args()))

@@ -73,8 +73,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from .campaign import DEFAULT_ACCOUNT, DEFAULT_REGION, Campaign, Client, PersonalizeError
-from .model import load_model
+from ..errors import AuthError, PersonalizeError
+from ..model import load_model
+from ..personalize import DEFAULT_ACCOUNT, DEFAULT_REGION, Campaign, Client
 
 __all__ = ["CampaignSpec", "CampaignRegistry", "Metrics", "SigV4Verifier", "create_app",
            "load_credentials", "serve", "serve_main", "DEFAULT_HOST", "DEFAULT_PORT"]
@@ -323,13 +324,6 @@ class Metrics:
 
 
 # --------------------------------------------------------------------------- SigV4
-class AuthError(Exception):
-    def __init__(self, code: str, message: str):
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
 def load_credentials(path: str) -> dict:
     """Access key ID -> secret, from JSON ``{"AKID": "SECRET"}`` or an AWS credentials ini file."""
     with open(path, encoding="utf-8") as f:

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..core import native
+
 __all__ = ["ranking_entries", "ranking_entries_py", "HAS_NATIVE"]
 
 
@@ -65,11 +67,7 @@ def ranking_entries_py(item_ids, positions: np.ndarray, scores: np.ndarray, unkn
     return out
 
 
-try:  # the compiled extension is optional
-    from ._core import ranking_entries as _native
-except ImportError:  # no extension, or one built before ranking_entries existed
-    _native = None
-
+_native = native.function("ranking_entries")
 HAS_NATIVE = _native is not None
 
 

@@ -1,8 +1,8 @@
 """Backend selection: ``backend=`` argument, else ``RANKCORE_BACKEND``, else the best available.
 
-Backends, best first: ``"cpp"`` (``rankcore._core``, the pybind11 extension), ``"numba"``
-(``rankcore._numba``, imported lazily on first use), ``"numpy"`` (``rankcore._reference``).
-Each exposes ``score(...)`` and ``rank(...)`` with the same arguments (see ``_reference``).
+Backends, best first: ``"cpp"`` (``rankcore._core`` through ``core.native``), ``"numba"``
+(``core.numba_backend``, imported lazily on first use), ``"numpy"`` (``core.reference``).
+Each exposes ``score(...)`` and ``rank(...)`` with the same arguments (see ``core.reference``).
 Availability is probed once at import (``HAS_CPP``, ``HAS_NUMBA``); the choice is made per call, so
 tests and users can switch backends inside one process. Asking for a backend that is not available
 raises ``ImportError``; an unknown name raises ``ValueError``.
@@ -13,19 +13,14 @@ import importlib
 import importlib.util
 import os
 
+from . import native
+
 __all__ = ["BACKENDS", "HAS_CPP", "HAS_NUMBA", "available_backends", "get_backend", "resolve_name"]
 
 BACKENDS = ("cpp", "numba", "numpy")
 
-try:  # the compiled extension is optional: pip install succeeds without a compiler
-    _core = importlib.import_module("rankcore._core")
-
-    HAS_CPP = hasattr(_core, "rank") and hasattr(_core, "score")
-    CORE_IMPORT_ERROR = None if HAS_CPP else "rankcore._core lacks rank/score"
-except ImportError as exc:  # pragma: no cover - depends on the build
-    _core = None
-    HAS_CPP = False
-    CORE_IMPORT_ERROR = str(exc)
+HAS_CPP = native.HAS_NATIVE
+CORE_IMPORT_ERROR = native.IMPORT_ERROR
 
 HAS_NUMBA = importlib.util.find_spec("numba") is not None
 
@@ -49,7 +44,7 @@ _ENV_DATA = getattr(os.environ, "_data", None)
 try:
     _ENV_KEY = os.environ.encodekey("RANKCORE_BACKEND")  # type: ignore[attr-defined]
 except AttributeError:  # pragma: no cover - not CPython's os._Environ
-    _ENV_DATA = None
+    _ENV_DATA = _ENV_KEY = None
 
 
 def _env_backend():
@@ -79,10 +74,10 @@ def get_backend(backend: str | None = None):
     mod = _loaded.get(name)
     if mod is None:
         if name == "cpp":
-            mod = _core
-        elif name == "numba":
-            mod = importlib.import_module("rankcore._numba")
+            mod = native.core
+        elif name == "numba":  # imported on first use: compiling it costs seconds
+            mod = importlib.import_module("rankcore.core.numba_backend")
         else:
-            mod = importlib.import_module("rankcore._reference")
+            mod = importlib.import_module("rankcore.core.reference")
         _loaded[name] = mod
     return mod

@@ -15,7 +15,7 @@ section 4):
 * every call gets a new ``recommendation_id`` ``RID-<uuid4>``.
 
 The library imposes no item limit; ``Client`` enforces the service limits (section 3) through
-``rankcore._validate.validate_request``. Exceptions are ``PersonalizeError`` subclasses that are
+``rankcore.validate_request``. Exceptions are ``PersonalizeError`` subclasses that are
 also standard Python exceptions: ``InvalidInputException`` is a ``ValueError``,
 ``ResourceNotFoundException`` a ``LookupError``. ``client.exceptions.*`` are further subclasses
 that also derive from ``botocore.exceptions.ClientError`` when botocore is installed, so code that
@@ -32,8 +32,14 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from . import _backend
-from ._response import ranking_entries
+from ..core import native
+from ..errors import DEFAULT_OPERATION as _OPERATION
+from ..errors import InvalidInputException, PersonalizeError, ResourceNotFoundException
+from ..core import api as _core_api
+from ..filters import InteractionHistory, compile_filter
+from ..model.model import RECENT_INTERACTIONS_PER_TYPE
+from .response import ranking_entries
+from .validate import validate_request
 
 __all__ = ["Campaign", "CampaignData", "RankingResult", "Client", "PersonalizeError",
            "InvalidInputException", "ResourceNotFoundException", "DEFAULT_REGION",
@@ -43,42 +49,6 @@ __all__ = ["Campaign", "CampaignData", "RankingResult", "Client", "PersonalizeEr
 DEFAULT_REGION = "us-east-1"
 DEFAULT_ACCOUNT = "000000000000"
 _NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9\-_]{0,62}")
-_OPERATION = "GetPersonalizedRanking"
-
-
-# --------------------------------------------------------------------------- exceptions
-class PersonalizeError(Exception):
-    """Base of the Personalize service errors; ``response`` has botocore's error-dict shape."""
-
-    code = "PersonalizeError"
-    http_status = 400
-
-    def __init__(self, message: str = "", operation_name: str = _OPERATION):
-        super().__init__(message)
-        self.message = message
-        self.operation_name = operation_name
-        self.response = {"Error": {"Code": self.code, "Message": message},
-                         "ResponseMetadata": {"HTTPStatusCode": self.http_status}}
-
-    def __str__(self) -> str:
-        return self.message
-
-    def __reduce__(self):
-        return type(self), (self.message, self.operation_name)
-
-
-class InvalidInputException(PersonalizeError, ValueError):
-    """The request is invalid (HTTP 400)."""
-
-    code = "InvalidInputException"
-    http_status = 400
-
-
-class ResourceNotFoundException(PersonalizeError, LookupError):
-    """The campaign or filter ARN names nothing (HTTP 404)."""
-
-    code = "ResourceNotFoundException"
-    http_status = 404
 
 
 def _client_exception_classes():
@@ -117,7 +87,7 @@ _UUID4_SET = 0x4000 << 64 | 0x8000 << 48
 
 
 #: Native one-pass check that every looked-up row is known and distinct (int64 rows only).
-_all_known_distinct = getattr(_backend._core, "all_known_distinct", None) if _backend.HAS_CPP else None
+_all_known_distinct = native.function("all_known_distinct")
 
 
 def new_uuid() -> str:
@@ -259,7 +229,6 @@ class CampaignData:
     def recent_interactions(self, user_id: str, limit: int | None = None) -> tuple:
         """``(item_rows int64 (m,), event_types list[str])``, at most ``limit`` (default 100)
         most recent per event type, oldest first."""
-        from .model import RECENT_INTERACTIONS_PER_TYPE
         default = limit is None or limit == RECENT_INTERACTIONS_PER_TYPE
         if default:
             cached = self._merged.get(user_id)
@@ -287,7 +256,6 @@ class CampaignData:
         entry = self._histories.get(user_id)
         if entry is not None and entry[0] is self.model and entry[1] == self._version.get(user_id, 0):
             return entry[2]
-        from .filters import InteractionHistory
 
         model = self.model
         with self._lock:
@@ -361,7 +329,6 @@ class Campaign:
 
     def __init__(self, model, name: str = "rankcore", *, region: str = DEFAULT_REGION,
                  account: str = DEFAULT_ACCOUNT, backend: str | None = None):
-        import rankcore
         if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
             raise ValueError(f"campaign name {name!r} must be 1-63 characters of [a-zA-Z0-9-_] "
                              "starting with a letter or digit")
@@ -373,8 +340,8 @@ class Campaign:
         self.backend = backend
         self.filters: dict = {}
         self.data = CampaignData(model)
-        self._rank_fn = rankcore.rank
-        self._rank_batch_fn = rankcore.rank_batch
+        self._rank_fn = _core_api.rank
+        self._rank_batch_fn = _core_api.rank_batch
         self._table = model.item_table
         self._lookup = model.item_index.lookup
         self._user_get = model.user_index.get
@@ -532,7 +499,6 @@ class Campaign:
         ValueError
             A bad name, or an expression that does not fit the model.
         """
-        from .filters import compile_filter
 
         if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
             raise ValueError(f"filter name {name!r} must be 1-63 characters of [a-zA-Z0-9-_] "
@@ -858,7 +824,7 @@ class Client:
         """Validate a request body, find its campaign and rank; client-flavoured exceptions."""
         exc = self.exceptions
         try:
-            _validate.validate_request(params, max_input_items=self.max_input_items)
+            validate_request(params, max_input_items=self.max_input_items)
             arn = params["campaignArn"]
             campaign = self._campaigns.get(arn)
             if campaign is None:
@@ -902,4 +868,3 @@ class Client:
 
 _CLIENT_EXCEPTIONS = _client_exception_classes()
 
-from . import _validate  # noqa: E402  (circular: _validate imports the exceptions above)

@@ -17,15 +17,10 @@ from __future__ import annotations
 import re
 from typing import Any, Mapping
 
-from .campaign import InvalidInputException
+from ..core import native
+from ..errors import InvalidInputException
 
-try:
-    from ._core import first_bad_id as _first_bad_id
-except ImportError:  # pragma: no cover - the extension is optional
-    _first_bad_id = None
-
-
-def _first_bad_id_py(ids, max_len: int) -> int:
+def first_bad_id_py(ids, max_len: int) -> int:
     """Python twin of ``_core.first_bad_id``."""
     if set(map(type, ids)) <= {str} and (not ids or max(map(len, ids)) <= max_len):
         return -1
@@ -35,7 +30,7 @@ def _first_bad_id_py(ids, max_len: int) -> int:
     return -1  # str subclasses only
 
 
-_first_bad = _first_bad_id or _first_bad_id_py
+_first_bad = native.function("first_bad_id", first_bad_id_py)
 
 __all__ = ["validate_request", "MAX_INPUT_ITEMS", "MAX_INPUT_ITEMS_WITH_METADATA",
            "REQUEST_MEMBERS"]

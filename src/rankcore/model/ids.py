@@ -29,7 +29,9 @@ from typing import Iterable
 
 import numpy as np
 
-__all__ = ["PyIdIndex", "make_id_index", "id_index_from_blob", "native_id_index", "IdSequence",
+from ..core import native
+
+__all__ = ["PyIdIndex", "make_id_index", "id_index_from_blob", "NativeIdIndex", "IdSequence",
            "encode_blob"]
 
 
@@ -149,18 +151,13 @@ class PyIdIndex:
         return f"PyIdIndex(n={len(self)})"
 
 
-def native_id_index():
-    """The native ``IdIndex`` class, or ``None`` when the extension is missing or lacks it."""
-    try:
-        from . import _core  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    return getattr(_core, "IdIndex", None)
+#: The native ``IdIndex`` class, or ``None`` without the extension.
+NativeIdIndex = native.function("IdIndex")
 
 
 def make_id_index(ids: Iterable[str]):
     """An ID index over ``ids`` (native when available, else ``PyIdIndex``)."""
-    cls = native_id_index()
+    cls = NativeIdIndex
     ids = ids if isinstance(ids, list) else list(ids)
     if cls is None:
         return PyIdIndex(ids)
@@ -173,7 +170,7 @@ def make_id_index(ids: Iterable[str]):
 def id_index_from_blob(data: np.ndarray, offsets: np.ndarray):
     """An ID index over a UTF-8 blob (native when available, else ``PyIdIndex``)."""
     check_blob(data, offsets)
-    cls = native_id_index()
+    cls = NativeIdIndex
     if cls is None:
         return PyIdIndex.from_blob(data, offsets)
     data = np.ascontiguousarray(data)

@@ -73,9 +73,11 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from ._columns import (CategoricalColumn, MultiCategoricalColumn, NumericColumn, column_from_arrays,
+from ..core import ItemTable
+from ..errors import ModelFormatError
+from .columns import (CategoricalColumn, MultiCategoricalColumn, NumericColumn, column_from_arrays,
                        column_from_values)
-from ._ids import IdSequence, check_blob, encode_blob, id_index_from_blob, make_id_index
+from .ids import IdSequence, check_blob, encode_blob, id_index_from_blob, make_id_index
 
 __all__ = ["Model", "load_model", "ModelFormatError", "FORMAT_NAME", "FORMAT_VERSION",
            "RECENT_INTERACTIONS_PER_TYPE"]
@@ -87,10 +89,6 @@ RECENT_INTERACTIONS_PER_TYPE = 100
 
 _NAME_RE = re.compile(r"[A-Za-z0-9_]{1,150}")
 _COLUMN_TYPES = (CategoricalColumn, MultiCategoricalColumn, NumericColumn)
-
-
-class ModelFormatError(ValueError):
-    """A model directory (or the arrays given to build a model) is invalid."""
 
 
 @dataclass(frozen=True)
@@ -164,11 +162,6 @@ def _float32_2d(arr, what: str, rows: int | None, dim: int | None) -> np.ndarray
         raise ValueError(f"{what} has dimension {a.shape[1]}, expected {dim}")
     _finite_or_raise(a, what)
     return a
-
-
-def _kernel():
-    import rankcore
-    return rankcore
 
 
 class Model:
@@ -331,16 +324,15 @@ class Model:
             Columns ``USER_ID``, ``ITEM_ID``, ``EVENT_TYPE``, ``TIMESTAMP`` (any case). Rows whose
             user or item the model does not know are dropped; event types are lower-cased.
         """
-        rc = _kernel()
         item_index = _as_index(item_ids, "item IDs")
-        if isinstance(item_embeddings, rc.ItemTable):
+        if isinstance(item_embeddings, ItemTable):
             table = item_embeddings
             if item_bias is not None:
-                table = rc.ItemTable.from_padded(table.data, table.dim,
+                table = ItemTable.from_padded(table.data, table.dim,
                                                  bias=_bias(item_bias, table.n_items))
         else:
             emb = _float32_2d(item_embeddings, "item embeddings", len(item_index), None)
-            table = rc.ItemTable(emb, None if item_bias is None else _bias(item_bias, emb.shape[0]))
+            table = ItemTable(emb, None if item_bias is None else _bias(item_bias, emb.shape[0]))
         if table.n_items != len(item_index):
             raise ValueError(f"{len(item_index)} item IDs for {table.n_items} item embeddings")
         dim = int(table.dim)
@@ -675,7 +667,6 @@ def load_model(path: str | os.PathLike, mmap: bool = True, verify: bool = False)
             raise ModelFormatError(f"{mpath}: invalid field or column name {name!r}")
 
     ld = _Loader(path, manifest, mmap, verify)
-    rc = _kernel()
     item_index = ld.ids("item_ids", n_items)
     data = ld.array("item_embeddings.npy", np.float32, (n_items, pdim))
     bias = None
@@ -684,9 +675,9 @@ def load_model(path: str | os.PathLike, mmap: bool = True, verify: bool = False)
         ld.finite("item_bias.npy", bias)
     try:
         if data.ctypes.data % 64:  # a read (not mapped) array need not be 64-byte aligned: copy once
-            table = rc.ItemTable(data[:, :dim], bias=bias)
+            table = ItemTable(data[:, :dim], bias=bias)
         else:
-            table = rc.ItemTable.from_padded(data, dim, bias=bias, check_finite=verify)
+            table = ItemTable.from_padded(data, dim, bias=bias, check_finite=verify)
     except ValueError as exc:
         raise ModelFormatError(f"{ld._p('item_embeddings.npy')}: {exc}") from None
     user_index = ld.ids("user_ids", n_users)

@@ -1,6 +1,6 @@
 """numba backend: the fallback when the C++ extension is not built.
 
-Same entry points, validation and numerical policy as ``rankcore._reference`` (read its
+Same entry points, validation and numerical policy as ``rankcore.core.reference`` (read its
 docstring): float32 dot products, float32 ``exp`` of max-subtracted logits, float64 sum, float64
 recompute of a request whose float32 logits overflowed, stable descending sort.
 
@@ -20,7 +20,7 @@ from llvmlite import ir
 from numba import njit, prange, types
 from numba.extending import intrinsic
 
-from ._reference import NONFINITE_USER, check_offsets, check_users
+from .reference import NONFINITE_USER, check_offsets, check_users
 
 __all__ = ["score", "rank"]
 

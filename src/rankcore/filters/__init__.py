@@ -105,7 +105,8 @@ from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
-from . import _backend
+from ..core import native
+from ..errors import FILTER_ERROR_PREFIX, FilterSyntaxError
 
 __all__ = [
     "FilterSyntaxError",
@@ -121,21 +122,7 @@ __all__ = [
 
 MAX_EXPRESSION_LENGTH = 2500
 
-_PREFIX = "filter expression: "
-
-
-class FilterSyntaxError(ValueError):
-    """A filter expression that does not follow the grammar.
-
-    ``position`` is the 0-based character offset of the offending token, ``expected`` describes
-    what the grammar allowed there and ``found`` what was there instead.
-    """
-
-    def __init__(self, position: int, expected: str, found: str):
-        self.position = position
-        self.expected = expected
-        self.found = found
-        super().__init__(f"{_PREFIX}expected {expected} at position {position}, found {found}")
+_PREFIX = FILTER_ERROR_PREFIX
 
 
 # --------------------------------------------------------------------------------------------
@@ -1128,7 +1115,7 @@ class InteractionHistory:
 _TLS = threading.local()
 
 #: Native membership test (``rankcore._core.rows_in``), or None without the extension.
-_rows_in = getattr(_backend._core, "rows_in", None) if _backend.HAS_CPP else None
+_rows_in = native.function("rows_in")
 
 
 def _scratch(size: int) -> np.ndarray:

@@ -1,0 +1,1 @@
+"""``rankcore serve``: the Personalize runtime wire protocol over HTTP (Starlette/uvicorn)."""
