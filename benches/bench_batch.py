@@ -2,7 +2,7 @@
 
 Rows of the table:
 
-* ``rankcore-local``: ``rankcore.batch.run`` in local mode (orjson, ``Campaign._rank_many``
+* ``rankcore-local``: ``rankcore.batch.run`` in local mode (orjson, ``Campaign.rank_many``
   over chunks of lines, the native batched kernel on all cores, two chunks in flight);
 * ``plain-python``: what a user would write without rankcore, same input and output format:
   ``json.loads`` per line, a ``dict`` from item ID to row, NumPy gather/dot/softmax/argsort per

@@ -9,7 +9,7 @@ Output, one line per input line, in input order::
     {"input": {...}, "output": {"recommendedItems": ["27", "101", "886"],
                                 "scores": [0.4842101, 0.2813315, 0.2344584]}, "error": null}
 
-Lines are ranked a chunk at a time by ``Campaign._rank_many`` (one native call per chunk of lines,
+Lines are ranked a chunk at a time by ``Campaign.rank_many`` (one native call per chunk of lines,
 flat arrays, no per-line result objects; ``Campaign.rank_batch`` for chunks it refuses), so a batch
 job has exactly the semantics of ``Campaign.rank``: unknown items last with a ``null`` score,
 duplicates keep their first occurrence, an unknown user is served from the cold-start vector,
@@ -216,14 +216,12 @@ def _error_message(exc: BaseException) -> str:
 def _rank_chunk(campaign, raws: Sequence[bytes], filter_plan=None) -> tuple:
     """Rank one chunk: ``(output lines without newline, failed, items)``.
 
-    The lean path: one ``Campaign._rank_many`` call over the chunk (flat arrays, no per-line
+    The lean path: one ``Campaign.rank_many`` call over the chunk (flat arrays, no per-line
     result objects), scores rounded and converted in one go, each output line built from slices.
     A chunk holding a non-string item ID, or one the lean path refuses as a whole, is ranked again
     by :func:`_rank_chunk_careful` (line by line validation, failing requests isolated).
     """
-    rank_many = getattr(campaign, "_rank_many", None)
-    if rank_many is None:
-        return _rank_chunk_careful(campaign, raws, filter_plan)
+    rank_many = campaign.rank_many
     orjson = _orjson()
     loads, dumps = orjson.loads, orjson.dumps
     numpy_opt = orjson.OPT_SERIALIZE_NUMPY

@@ -642,7 +642,7 @@ class Campaign:
                                      unknown, new_recommendation_id(), meta))
         return out
 
-    def _rank_many(self, user_ids: Sequence[str], flat_ids: Sequence[str], bounds: np.ndarray, *,
+    def rank_many(self, user_ids: Sequence[str], flat_ids: Sequence[str], bounds: np.ndarray, *,
                    contexts: Sequence | None = None, filter=None,
                    filter_values: Sequence | None = None, threads: int | None = None) -> tuple:
         """Rank many requests at once, with ``rank``'s semantics, returning flat arrays.
