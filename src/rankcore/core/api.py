@@ -7,6 +7,8 @@ one: every function ends in the same backend entry point (``score`` or ``rank``)
 """
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from . import backend as _backend
@@ -88,17 +90,34 @@ def _k(k) -> int:
         return -1
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
         raise TypeError(f"k must be an int or None, got {type(k).__name__}")
-    if k < 0:
-        raise ValueError(f"k must be >= 0, got {k}")
+    if not 0 <= k <= _I64_MAX:
+        raise ValueError(f"k must be between 0 and 2**63 - 1, got {k}")
     return int(k)
 
 
+_I64_MAX = np.iinfo(np.int64).max
+#: Upper bound of ``threads``: the kernels are CPU-bound, so more threads than usable cores only
+#: cost memory and start-up time.
+MAX_THREADS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def _threads(threads) -> int:
+    """0 (all cores) for None, else ``threads`` clamped to ``MAX_THREADS``."""
     if threads is None:
         return 0
     if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
         raise ValueError(f"threads must be a positive int or None, got {threads!r}")
-    return int(threads)
+    return min(int(threads), MAX_THREADS)
+
+
+def _private(arr: np.ndarray, impl) -> np.ndarray:
+    """``arr`` itself for the native backend, else a private copy.
+
+    The native kernel copies offsets and re-checks each candidate as it copies it; the numba and
+    NumPy backends read the arrays they are given (numba with the GIL released), so they get a
+    copy: another thread changing the caller's array mid-call cannot reach the kernel.
+    """
+    return arr if impl is native.core else arr.copy()
 
 
 def _batch_candidates(candidates, offsets, n_users: int):
@@ -163,6 +182,7 @@ def rank(user, table: ItemTable, candidates, *, k=None, backend=None) -> Ranking
             return r
     if not impl.CHECKS_USERS:
         reference.check_users(u)
+    c = _private(c, impl)
     p, it, s, lg, _ = impl.rank(u, table._data, table._bias, table._dim, c, None, False, kk, 1)
     return Ranking(p, it, s, lg)
 
@@ -184,7 +204,7 @@ def score(user, table: ItemTable, candidates, *, backend=None) -> Scores:
             return r
     if not impl.CHECKS_USERS:
         reference.check_users(u)
-    s, lg = impl.score(u, table._data, table._bias, table._dim, c, None, False, 1)
+    s, lg = impl.score(u, table._data, table._bias, table._dim, _private(c, impl), None, False, 1)
     return Scores(s, lg)
 
 
@@ -215,8 +235,8 @@ def rank_batch(users, table: ItemTable, candidates, offsets=None, *, k=None, bac
     impl = _backend.get_backend(backend)
     if not impl.CHECKS_USERS:
         reference.check_users(u)
-    p, it, s, lg, oo = impl.rank(u, table._data, table._bias, table._dim, c, o, padded, _k(k),
-                                 _threads(threads))
+    p, it, s, lg, oo = impl.rank(u, table._data, table._bias, table._dim, _private(c, impl),
+                                 _private(o, impl), padded, _k(k), _threads(threads))
     return BatchRanking(p, it, s, lg, oo)
 
 
@@ -233,7 +253,8 @@ def score_batch(users, table: ItemTable, candidates, offsets=None, *, backend=No
     impl = _backend.get_backend(backend)
     if not impl.CHECKS_USERS:
         reference.check_users(u)
-    s, lg = impl.score(u, table._data, table._bias, table._dim, c, o, padded, _threads(threads))
+    s, lg = impl.score(u, table._data, table._bias, table._dim, _private(c, impl), _private(o, impl),
+                       padded, _threads(threads))
     if shape is not None:
         s = s.reshape(shape)
         lg = lg.reshape(shape)
