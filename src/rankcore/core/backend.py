@@ -38,7 +38,7 @@ def available_backends() -> list:
     return out
 
 
-# ``os.environ.get`` encodes the key on every call (about 1-2 us); the hot path reads the bytes
+# ``os.environ.get`` encodes the key on every call; the hot path reads the bytes
 # mapping behind ``os.environ`` instead, which ``os.environ[...] = ...`` keeps up to date.
 _ENV_DATA = getattr(os.environ, "_data", None)
 try:
@@ -77,7 +77,7 @@ def get_backend(backend: str | None = None):
             mod = native.core
         elif name == "numba":  # imported on first use: compiling it costs seconds
             mod = importlib.import_module("rankcore.core.numba_backend")
-        else:
+        else:  # imported on first use too: the reference is a fallback
             mod = importlib.import_module("rankcore.core.reference")
         _loaded[name] = mod
     return mod
