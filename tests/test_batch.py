@@ -9,6 +9,7 @@ Dask clusters are small (2 workers, 1 thread each), on 127.0.0.1, dashboard off.
 from __future__ import annotations
 
 import argparse
+import gc
 import io
 import json
 import os
@@ -22,16 +23,10 @@ import orjson
 import pytest
 
 import rankcore
-from rankcore import batch
-from rankcore import Campaign
+from rankcore import Campaign, batch
+from rankcore.batch import chunks, local
 from rankcore.datasets import synthetic
-
-try:
-    from rankcore.filters import compile_filter
-except ImportError:
-    compile_filter = None
-
-needs_filters = pytest.mark.skipif(compile_filter is None, reason="rankcore.filters not merged yet")
+from rankcore.filters import compile_filter
 
 N_ITEMS = 2000
 SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
@@ -161,7 +156,7 @@ def _chunk_lines(n: int, seed: int) -> list:
     return lines
 
 
-@pytest.mark.parametrize("with_filter", [False, pytest.param(True, marks=needs_filters)])
+@pytest.mark.parametrize("with_filter", [False, True])
 def test_lean_chunk_path_is_byte_identical_to_careful_path(campaign, with_filter):
     lines = _chunk_lines(400, seed=21)
     plan = None
@@ -181,14 +176,14 @@ def test_non_string_item_falls_back_to_the_careful_path(campaign, monkeypatch):
     lines.insert(9, b'{"userId": "1", "itemList": ["1", 2]}')
     calls = []
     real = batch._rank_chunk_careful
-    monkeypatch.setattr(batch, "_rank_chunk_careful", lambda *a: calls.append(1) or real(*a))
+    monkeypatch.setattr(chunks, "_rank_chunk_careful", lambda *a: calls.append(1) or real(*a))
     out, failed, _ = batch._rank_chunk(campaign, lines)
     assert calls == [1]
     assert "itemList" in orjson.loads(out[9])["error"]
     assert out == real(campaign, lines)[0]
 
 
-def testrank_many_matches_rank(campaign):
+def test_rank_many_matches_rank(campaign):
     lists = [["5", "x", "5", "6", "y", "x"], [], ["x"], ["7", "7", "7"], [str(i) for i in range(40)]]
     users = ["no-such-user", "1", "2", "3", "4"]
     flat = [i for lst in lists for i in lst]
@@ -208,7 +203,7 @@ def test_pipeline_depth_does_not_change_output(tmp_path, model_dir, monkeypatch,
     lines, _ = make_lines(500, seed=23)
     inp = write_input(tmp_path / "in.jsonl", lines)
     batch.run(model_dir, inp, tmp_path / "a.jsonl", chunk_size=13, quiet=True)
-    monkeypatch.setattr(batch, "_PIPELINE_DEPTH", depth)
+    monkeypatch.setattr(local, "_PIPELINE_DEPTH", depth)
     seen = []
     batch.run(model_dir, inp, tmp_path / "b.jsonl", chunk_size=13,
               progress=lambda n, i, b: seen.append(b))
@@ -310,7 +305,7 @@ def test_interrupted_job_leaves_no_output(tmp_path, model_dir, monkeypatch):
             raise KeyboardInterrupt
         return real(*a, **k)
 
-    monkeypatch.setattr(batch, "_rank_chunk", flaky)
+    monkeypatch.setattr(local, "_rank_chunk", flaky)
     with pytest.raises(KeyboardInterrupt):
         batch.run(model_dir, inp, out, chunk_size=20, quiet=True)
     assert out.read_bytes() == b"previous complete result\n"  # untouched, never half-replaced
@@ -471,8 +466,6 @@ def test_dask_local_cluster_with_processes(tmp_path, model_dir):
 
 
 def test_collector_threshold_is_restored(tmp_path, model_dir, monkeypatch):
-    import gc
-
     lines, _ = make_lines(60, seed=24)
     inp = write_input(tmp_path / "in.jsonl", lines)
     before = gc.get_threshold()
@@ -483,7 +476,7 @@ def test_collector_threshold_is_restored(tmp_path, model_dir, monkeypatch):
         during.append(gc.get_threshold()[0])
         return real(*a, **k)
 
-    monkeypatch.setattr(batch, "_rank_chunk", spy)
+    monkeypatch.setattr(local, "_rank_chunk", spy)
     batch.run(model_dir, inp, tmp_path / "o.jsonl", chunk_size=16, quiet=True)
     assert during and set(during) == {max(before[0], batch._GC_THRESHOLD0)}
     assert gc.get_threshold() == before
