@@ -144,8 +144,6 @@ def cmd_rank(args) -> int:
     if args.filter_values is not None and args.filter_expression is None:
         raise CommandError("--filter-values needs --filter-expression")
     if args.filter_expression is not None:
-        if not hasattr(campaign, "create_filter"):
-            raise CommandError("filters are not available in this rankcore build")
         request["filterArn"] = campaign.create_filter("cli", args.filter_expression)
         if args.filter_values:
             request["filterValues"] = args.filter_values
