@@ -1,23 +1,14 @@
 """Synthetic models with planted structure, for demos, tests and benchmarks.
 
-``synthetic()`` builds, with vectorised NumPy only, a :class:`rankcore.Model` in which:
-
-* there are ``n_genres`` genres, each a random direction ``g`` of norm about 3 in R^dim;
-* each item has a primary genre and, with probability 1/2, a second one; its embedding is the
-  primary direction (+ half the secondary) plus noise, so ``user . item`` is large when they share
-  a genre;
-* each user prefers one genre (user vector = that direction + noise), so ranking candidates puts
-  that genre first;
-* the ``DEVICE`` context (values ``"mobile phone"``, ``"desktop"``, ``"tablet"``) adds 1.2 times
-  the direction of genre ``GENRES[0]``, ``[1]`` and ``[2]`` respectively, so on a mobile phone
-  most users are shown Comedy first;
-* items have metadata ``GENRE`` (multi-valued, e.g. ``"Comedy|Drama"``), ``PRICE`` (numeric,
-  dollars with cents) and ``CREATION_TIMESTAMP`` (integral epoch seconds in 2015-2024);
-* users have ``AGE`` (18-80) and about ``interactions_per_user`` interactions, 80% within their
-  preferred genre, with event types ``click`` (70%), ``watch`` (20%) and ``purchase`` (10%).
-
-IDs are decimal strings, as in Amazon's sample data: items ``"0"`` ... ``str(n_items - 1)``
-(item ``"i"`` is row ``i``), users likewise.
+``synthetic()`` builds, with vectorised NumPy only, a :class:`rankcore.Model` with ``n_genres``
+genres (random directions of norm about 3). Each item is its primary genre's direction (+ half a
+second genre's, for half the items) plus noise; each user prefers one genre (its direction plus
+noise), so ranking puts that genre first. Context ``DEVICE`` (``"mobile phone"``, ``"desktop"``,
+``"tablet"``) adds 1.2 times genre ``GENRES[0]``, ``[1]``, ``[2]`` (on a mobile phone most users
+see Comedy first). Item metadata: ``GENRE`` (multi-valued), ``PRICE``, ``CREATION_TIMESTAMP``
+(2015-2024); users: ``AGE`` (18-80) and about ``interactions_per_user`` interactions, 80% in the
+preferred genre, event types ``click`` 70%, ``watch`` 20%, ``purchase`` 10%. IDs are decimal
+strings as in Amazon's sample data: item ``"i"`` is row ``i``, users likewise.
 """
 from __future__ import annotations
 
