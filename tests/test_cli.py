@@ -75,7 +75,6 @@ def test_rank_matches_client(demo_dir, capsys, extra, request_extra):
     assert out["recommendationId"].startswith("RID-")
 
 
-@pytest.mark.skipif(not hasattr(Campaign, "create_filter"), reason="Campaign.create_filter not available yet")
 def test_rank_with_filter(demo_dir, capsys):
     expr = "INCLUDE ItemID WHERE Items.GENRE IN ($GENRE)"
     assert main(["rank", "--model", str(demo_dir), "--user-id", "12", "--input-list",
@@ -163,7 +162,7 @@ def test_serve_settings_from_config(tmp_path, demo_dir):
     import argparse
 
     from rankcore.cli import configure_serve_parser
-    from rankcore.serve.server import settings_from_args
+    from rankcore.serve import settings_from_args
 
     parser = argparse.ArgumentParser()
     configure_serve_parser(parser)

@@ -1,7 +1,7 @@
 """The HTTP server against real clients: ``rankcore serve`` as a subprocess on 127.0.0.1.
 
 boto3 (``personalize-runtime`` with ``endpoint_url``) and the AWS CLI (``python -m awscli``) call
-it exactly as they would call Amazon Personalize (PERSONALIZE_API.md sections 2-4 and 7). Answers
+it exactly as they would call Amazon Personalize (docs/personalize.md). Answers
 are compared with the in-process ``rankcore.Client`` on the same model directory: the server must
 return the same ranking and scores (byte-for-byte after JSON), with a fresh recommendationId.
 
@@ -37,8 +37,6 @@ REGION, ACCOUNT = "us-east-1", "000000000000"
 ARN = f"arn:aws:personalize:{REGION}:{ACCOUNT}:campaign/demo"
 FILTER_ARN = f"arn:aws:personalize:{REGION}:{ACCOUNT}:filter/genre"
 FILTER_EXPR = "INCLUDE ItemID WHERE Items.GENRE IN ($GENRE)"
-HAS_FILTERS = hasattr(Campaign, "create_filter")
-needs_filters = pytest.mark.skipif(not HAS_FILTERS, reason="Campaign.create_filter not available yet")
 SIZES = dict(n_users=200, n_items=2000, dim=32)
 
 
@@ -97,10 +95,7 @@ def model_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(model_dir):
-    args = ["--campaign", f"demo={model_dir}"]
-    if HAS_FILTERS:
-        args += ["--filter", f"genre={FILTER_EXPR}"]
-    with run_server(*args) as proc:
+    with run_server("--campaign", f"demo={model_dir}", "--filter", f"genre={FILTER_EXPR}") as proc:
         yield proc
 
 
@@ -108,8 +103,7 @@ def server(model_dir):
 def local(model_dir):
     """The in-process reference: a Client over the same model directory."""
     campaign = Campaign(load_model(model_dir), name="demo")
-    if HAS_FILTERS:
-        campaign.create_filter("genre", FILTER_EXPR)
+    campaign.create_filter("genre", FILTER_EXPR)
     return Client([campaign])
 
 
@@ -148,7 +142,6 @@ def test_boto3_seed_examples(boto, local, name):
     assert meta["HTTPHeaders"]["content-type"] == "application/json"
 
 
-@needs_filters
 def test_boto3_filter_with_values(boto, local):
     req = dict(campaignArn=ARN, userId="12", inputList=[str(i) for i in range(40)],
                filterArn=FILTER_ARN, filterValues={"GENRE": '"Comedy","Drama"'})
@@ -207,10 +200,9 @@ def test_aws_cli(server, local, tmp_path):
                                           context={"DEVICE": "desktop"},
                                           metadataColumns={"ITEMS": ["GENRE"]})
     assert _ranking(got) == _ranking(want)
-    if HAS_FILTERS:
-        r = _aws_cli(server.url, *base, "--filter-arn", FILTER_ARN, "--filter-values",
-                     '{"GENRE": "\\"Comedy\\""}', tmp_path=tmp_path)
-        assert r.returncode == 0, r.stderr
+    r = _aws_cli(server.url, *base, "--filter-arn", FILTER_ARN, "--filter-values",
+                 '{"GENRE": "\\"Comedy\\""}', tmp_path=tmp_path)
+    assert r.returncode == 0, r.stderr
 
     r = _aws_cli(server.url, "--campaign-arn", ARN.replace("demo", "nope"), "--user-id", "1",
                  "--input-list", "1", tmp_path=tmp_path)
@@ -394,7 +386,7 @@ def test_hot_swap_under_load(tmp_path):
 def test_raised_item_limit_and_failed_reload_in_process(model_dir, tmp_path):
     import asyncio
 
-    from rankcore.serve.server import CampaignRegistry, CampaignSpec, create_app
+    from rankcore.serve import CampaignRegistry, CampaignSpec, create_app
 
     live = tmp_path / "live"
     synthetic(**SIZES, seed=0).save(live)
@@ -422,7 +414,7 @@ def test_raised_item_limit_and_failed_reload_in_process(model_dir, tmp_path):
 
 
 def test_credentials_file_formats(tmp_path):
-    from rankcore.serve.server import load_credentials
+    from rankcore.serve import load_credentials
 
     ini = tmp_path / "credentials"
     ini.write_text("[default]\naws_access_key_id = AKID1\naws_secret_access_key = s1\n"
@@ -466,7 +458,7 @@ def test_workers_setting():
     import argparse
 
     from rankcore.cli import configure_serve_parser
-    from rankcore.serve.server import resolve_workers, settings_from_args
+    from rankcore.serve import resolve_workers, settings_from_args
 
     parser = argparse.ArgumentParser()
     configure_serve_parser(parser)
@@ -481,3 +473,26 @@ def test_workers_setting():
     for bad in (0, "two", 1.5, True):
         with pytest.raises(ValueError):
             resolve_workers(bad)
+
+
+def test_worker_factory_import_string():
+    """``--workers N`` hands uvicorn an import string; it must name the factory."""
+    from uvicorn.importer import import_from_string
+
+    from rankcore.serve import app_from_environment
+    from rankcore.serve.main import WORKER_FACTORY
+
+    assert import_from_string(WORKER_FACTORY) is app_from_environment
+
+
+@pytest.mark.slow
+def test_two_workers(model_dir, local):
+    """``--workers 2``: the workers start from the factory and answer like the in-process client."""
+    req = dict(campaignArn=ARN, userId="12", inputList=[str(i) for i in range(40)],
+               filterArn=FILTER_ARN, filterValues={"GENRE": '"Comedy","Drama"'})
+    with run_server("--campaign", f"demo={model_dir}", "--filter", f"genre={FILTER_EXPR}",
+                    "--workers", "2", "--no-reload") as proc:
+        for _ in range(4):
+            r = httpx.post(proc.url + "/personalize-ranking", json=req)
+            assert r.status_code == 200, r.text
+            assert _ranking(r.json()) == _ranking(local.get_personalized_ranking(**req))

@@ -7,7 +7,7 @@ traceback.
 
 ``rankcore rank`` prints what ``aws personalize-runtime get-personalized-ranking`` prints for the
 same request (the response body, 4-space indented JSON). ``rankcore serve`` is documented in
-``rankcore.server``; ``rankcore batch`` is provided by ``rankcore.batch`` and imported only when
+``rankcore.serve``; ``rankcore batch`` is provided by ``rankcore.batch`` and imported only when
 used.
 """
 from __future__ import annotations
@@ -67,7 +67,7 @@ def _json_object_arg(text: str) -> dict:
 
 
 def _workers(text: str):
-    """``--workers``: a positive integer or ``auto`` (resolved by ``rankcore.server``)."""
+    """``--workers``: a positive integer or ``auto`` (resolved by ``rankcore.serve``)."""
     return "auto" if text.strip().lower() == "auto" else _positive_int(text)
 
 
@@ -144,8 +144,6 @@ def cmd_rank(args) -> int:
     if args.filter_values is not None and args.filter_expression is None:
         raise CommandError("--filter-values needs --filter-expression")
     if args.filter_expression is not None:
-        if not hasattr(campaign, "create_filter"):
-            raise CommandError("filters are not available in this rankcore build")
         request["filterArn"] = campaign.create_filter("cli", args.filter_expression)
         if args.filter_values:
             request["filterValues"] = args.filter_values
@@ -204,10 +202,10 @@ def cmd_info(args) -> int:
 
 def cmd_serve(args) -> int:
     try:
-        from .serve import server  # lazy: needs the optional server extra (Starlette, uvicorn)
+        from .serve import serve_main  # lazy: needs the optional server extra (Starlette, uvicorn)
     except ImportError as exc:
         raise CommandError(f"rankcore serve needs the server extra: pip install 'rankcore[server]' ({exc})")
-    return server.serve_main(args)
+    return serve_main(args)
 
 
 def cmd_batch(argv: list) -> int:

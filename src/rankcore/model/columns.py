@@ -1,19 +1,12 @@
 """Metadata columns: the typed, vectorised storage behind item and user metadata.
 
-Three kinds, each a thin holder of NumPy arrays (so they save to ``.npy`` and load memory-mapped):
-
-``CategoricalColumn``
-    One string per row. ``codes`` int32 (n,), ``-1`` = missing; ``categories`` tuple of str
-    (code -> value).
-``MultiCategoricalColumn``
-    Zero or more strings per row (Personalize's ``|``-joined multi-valued fields). CSR layout:
-    ``offsets`` int64 (n + 1,), ``codes`` int32 (nnz,), ``categories`` tuple of str.
-``NumericColumn``
-    One float per row. ``values`` float64 (n,), ``NaN`` = missing.
-
-Every column answers ``as_strings(rows)`` with the strings GetPersonalizedRanking returns for
-``metadataColumns`` (multi-valued joined with ``|``; numbers without a trailing ``.0`` when
-integral; ``None`` where the row has no value).
+Three kinds, each a thin holder of NumPy arrays (saved as ``.npy``, loaded memory-mapped):
+``CategoricalColumn`` (``codes`` int32 (n,), -1 missing; ``categories`` tuple of str),
+``MultiCategoricalColumn`` (Personalize's ``|``-joined multi-valued fields, CSR: ``offsets``
+int64 (n + 1,), ``codes`` int32 (nnz,), ``categories``) and ``NumericColumn`` (``values``
+float64 (n,), NaN missing). Every column answers ``as_strings(rows)`` with the strings
+GetPersonalizedRanking returns for ``metadataColumns`` (multi-valued joined with ``|``; numbers
+without a trailing ``.0`` when integral; ``None`` where the row has no value).
 """
 from __future__ import annotations
 

@@ -1,24 +1,12 @@
 """String-ID indexes: map external string IDs (items, users, context values) to row numbers.
 
-Two implementations with one API:
-
-``rankcore._core.IdIndex``
-    The native index (C++ hash map over a UTF-8 blob), used whenever the extension provides it.
-``PyIdIndex``
-    The pure-Python fallback below (a ``dict``), kept behaviour-identical and tested on its own.
-
-API of both::
-
-    IdIndex(ids)                        # list of str; duplicate IDs -> ValueError
-    IdIndex.from_blob(data, offsets)    # data uint8 (nbytes,), offsets int64 (n + 1,): UTF-8 blob
-    index.lookup(ids) -> int64 (len(ids),), -1 for unknown IDs
-    index.get(id) -> int                # -1 when unknown
-    len(index), id in index, index.id_at(row) -> str, index.blob() -> (data, offsets)
-
-Model code never names either class: it calls ``make_id_index`` / ``id_index_from_blob``, which pick
-the native one when the extension imports and has it. ``IdSequence`` is the lazy, read-only
-``Sequence[str]`` view behind ``model.item_ids`` / ``model.user_ids`` (no 2M ``str`` objects are
-created on load).
+Two implementations with one API: the native ``IdIndex`` (a C++ hash map over a UTF-8 blob, from
+``core.native``) and :class:`PyIdIndex` (a ``dict``), behaviour-identical and tested on their own.
+Both offer ``IdIndex(ids)`` (duplicates: ``ValueError``), ``IdIndex.from_blob(data uint8, offsets
+int64 (n + 1,))``, ``lookup(ids) -> int64`` (-1 unknown), ``get(id)``, ``id_at(row)``, ``blob()``,
+``len`` and ``in``. Model code calls :func:`make_id_index` / :func:`id_index_from_blob`, which
+pick the native one when the extension is there. :class:`IdSequence` is the lazy, read-only
+``Sequence[str]`` behind ``model.item_ids`` / ``model.user_ids`` (no per-ID ``str`` at load).
 """
 from __future__ import annotations
 

@@ -1,132 +1,32 @@
-"""Model artifacts: string IDs, embeddings, context tables, metadata and histories, saved as a directory.
+"""The :class:`Model`: everything GetPersonalizedRanking needs to answer in-process.
 
-A :class:`Model` holds everything GetPersonalizedRanking needs to answer in-process:
-
-* item IDs (str, at least one item) and the item table (``rankcore.ItemTable``: padded float32 embeddings, optional bias);
-* user IDs and user embeddings float32 (n_users, dim), and a cold-start user vector float32 (dim,)
-  (default: the mean user vector) for users the model does not know;
-* context tables: field (upper case, e.g. ``DEVICE``) -> value (str) -> vector float32 (dim,),
-  added to the user vector when a request carries that context;
-* item and user metadata columns (``rankcore._columns``), keyed by upper-case column name;
-* per-user interaction histories (item row, event type, timestamp) for interaction filters.
-
-Directory format (version 1)
-----------------------------
-``manifest.json``::
-
-    {"format": "rankcore-model", "version": 1,
-     "dim": 64, "padded_dim": 64, "n_items": N, "n_users": U, "has_item_bias": false,
-     "context": {"DEVICE": {"n_values": 3}},
-     "item_columns": {"GENRE": {"kind": "multi_categorical", "categories": [...]}, ...},
-     "user_columns": {"AGE": {"kind": "numeric"}},
-     "event_types": ["click", "purchase"],
-     "files": {"item_embeddings.npy": {"shape": [N, 64], "dtype": "<f4", "bytes": 512000128,
-                                       "sha256": "..."}, ...}}
-
-Arrays, one ``.npy`` file each (NumPy format, little-endian, C order):
-
-=================================  ==========  =================================================
-file                               dtype       shape / meaning
-=================================  ==========  =================================================
-item_ids.bytes.npy                 uint8       (nbytes,) UTF-8 IDs concatenated
-item_ids.offsets.npy               int64       (N + 1,) ID ``i`` is ``bytes[off[i]:off[i+1]]``
-item_embeddings.npy                float32     (N, padded_dim), padded_dim % 16 == 0, zero pad
-item_bias.npy                      float32     (N,) only when ``has_item_bias``
-user_ids.bytes.npy / .offsets.npy  uint8/int64 user IDs, as for items
-user_embeddings.npy                float32     (U, dim)
-cold_start.npy                     float32     (dim,)
-context.<FIELD>.ids.bytes.npy ...  uint8/int64 the field's values, as for items
-context.<FIELD>.vectors.npy        float32     (n_values, dim)
-item_columns.<NAME>.<part>.npy     per kind    categorical: codes int32 (N,);
-                                               multi_categorical: offsets int64 (N + 1,),
-                                               codes int32; numeric: values float64 (N,)
-user_columns.<NAME>.<part>.npy     per kind    as item columns, with U rows
-history.offsets.npy                int64       (U + 1,) CSR over users
-history.items.npy                  int64       (nnz,) item rows, per user sorted by timestamp
-history.event_codes.npy            int16       (nnz,) index into manifest ``event_types``
-history.timestamps.npy             float64     (nnz,) epoch seconds
-=================================  ==========  =================================================
-
-The ``.npy`` data offset is a multiple of 64 bytes, so ``np.load(mmap_mode="r")`` gives an aligned
-buffer that ``ItemTable.from_padded`` wraps without a copy: opening a 2M x 64 model reads the
-manifest, the small arrays and the ID blob, never the whole item table. IDs are stored as a blob and
-indexed natively, so no per-ID Python ``str`` is created at load.
-
-``load_model`` checks the format name and version, every file's presence, size (a truncated file
-fails before it is mapped), dtype and shape, the ID blobs (well-formed, no duplicates), CSR offsets,
-index ranges, and that the small float arrays (user embeddings, cold start, bias, context vectors)
-are finite. Every failure raises :class:`ModelFormatError` (a ``ValueError``) naming the file. The
-item table itself is scanned only with ``verify=True`` (finiteness and SHA-256 of every file); the
-kernel raises ``ValueError`` on a non-finite logit, so an unverified corrupt table cannot yield NaN
-scores. Files are written to a temporary name and renamed, and the manifest last, so a save that
-fails midway never leaves a directory that loads.
+A model holds item IDs and the item table (padded float32 embeddings, optional bias), user IDs and
+user embeddings, a cold-start vector for unknown users, context tables (field -> value -> vector
+added to the user vector), item and user metadata columns, and per-user interaction histories for
+interaction filters. :meth:`Model.from_arrays` builds one from arrays, sequences or DataFrames;
+:meth:`Model.save` and :func:`load_model` write and read the directory format of ``storage``.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import os
-import re
-from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from ..core import ItemTable
 from ..errors import ModelFormatError
-from .columns import (CategoricalColumn, MultiCategoricalColumn, NumericColumn, column_from_arrays,
-                       column_from_values)
-from .ids import IdSequence, check_blob, encode_blob, id_index_from_blob, make_id_index
+from .columns import CategoricalColumn, MultiCategoricalColumn, NumericColumn, column_from_values
+from .ids import IdSequence, make_id_index
+from .parts import ContextTable, History, check_name
+from .storage import MANIFEST, read_model, write_model
 
-__all__ = ["Model", "load_model", "ModelFormatError", "FORMAT_NAME", "FORMAT_VERSION",
-           "RECENT_INTERACTIONS_PER_TYPE"]
+__all__ = ["Model", "load_model", "RECENT_INTERACTIONS_PER_TYPE"]
 
-FORMAT_NAME = "rankcore-model"
-FORMAT_VERSION = 1
 #: Interaction filters see this many most recent interactions per event type (Personalize).
 RECENT_INTERACTIONS_PER_TYPE = 100
 
-_NAME_RE = re.compile(r"[A-Za-z0-9_]{1,150}")
 _COLUMN_TYPES = (CategoricalColumn, MultiCategoricalColumn, NumericColumn)
-
-
-@dataclass(frozen=True)
-class ContextTable:
-    """One context field: ``index`` maps value (str) -> row of ``vectors`` float32 (n_values, dim)."""
-
-    index: Any
-    vectors: np.ndarray
-
-    @property
-    def values(self) -> IdSequence:
-        return IdSequence(self.index)
-
-
-@dataclass(frozen=True)
-class History:
-    """Per-user interactions in CSR form, each user's slice sorted by timestamp (ascending).
-
-    ``offsets`` int64 (n_users + 1,), ``items`` int64 (nnz,) item rows, ``event_codes`` int16 (nnz,)
-    indexing ``event_types`` (lower-case str), ``timestamps`` float64 (nnz,) epoch seconds.
-    """
-
-    offsets: np.ndarray
-    items: np.ndarray
-    event_codes: np.ndarray
-    timestamps: np.ndarray
-    event_types: tuple
-
-    @classmethod
-    def empty(cls, n_users: int) -> "History":
-        return cls(np.zeros(n_users + 1, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int16),
-                   np.zeros(0, np.float64), ())
-
-
-def _check_name(name: str, what: str) -> str:
-    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
-        raise ValueError(f"{what} name {name!r} must be 1-150 characters of [A-Za-z0-9_]")
-    return name.upper()
 
 
 def _is_index(obj) -> bool:
@@ -165,7 +65,7 @@ def _float32_2d(arr, what: str, rows: int | None, dim: int | None) -> np.ndarray
 
 
 class Model:
-    """A ranking model addressed by string IDs (see the module docstring for the parts).
+    """A ranking model addressed by string IDs (see the module docstring for its parts).
 
     Build one with :meth:`from_arrays` or :func:`load_model`; the constructor takes already
     validated parts and is mostly internal.
@@ -193,17 +93,17 @@ class Model:
         for field, table in (context or {}).items():
             if table.vectors.shape != (len(table.index), dim):
                 raise ValueError(f"context {field!r}: vectors must be ({len(table.index)}, {dim})")
-            self.context[_check_name(field, "context field")] = table
+            self.context[check_name(field, "context field")] = table
         self.item_columns: dict = {}
         for name, col in (item_columns or {}).items():
             if len(col) != n_items:
                 raise ValueError(f"item column {name!r} has {len(col)} rows, expected {n_items}")
-            self.item_columns[_check_name(name, "item column")] = col
+            self.item_columns[check_name(name, "item column")] = col
         self.user_columns: dict = {}
         for name, col in (user_columns or {}).items():
             if len(col) != n_users:
                 raise ValueError(f"user column {name!r} has {len(col)} rows, expected {n_users}")
-            self.user_columns[_check_name(name, "user column")] = col
+            self.user_columns[check_name(name, "user column")] = col
         self.history = history if history is not None else History.empty(n_users)
         if self.history.offsets.shape != (n_users + 1,):
             raise ValueError("history offsets must have n_users + 1 entries")
@@ -316,7 +216,7 @@ class Model:
         context : mapping, optional
             ``{field: {value: vector (dim,)}}`` or ``{field: (values, vectors (n_values, dim))}``.
         item_metadata, user_metadata : mapping or DataFrame, optional
-            ``{name: column}`` where a column is a ``rankcore._columns`` column or one value per
+            ``{name: column}`` where a column is a ``rankcore.model.columns`` column or one value per
             row (str, ``"a|b"`` / list for multi-valued, numbers; ``None`` missing). A DataFrame
             with an ``ITEM_ID`` (``USER_ID``) column is aligned by ID (absent rows are missing);
             without one it is taken in row order. Names are upper-cased.
@@ -373,67 +273,11 @@ class Model:
 
     # ----------------------------------------------------------------- save
     def save(self, path: str | os.PathLike, *, checksums: bool = True) -> None:
-        """Write the model directory described in the module docstring (overwrites files).
+        """Write the model directory (format in ``rankcore.model.storage``; overwrites files).
 
         ``checksums`` stores a SHA-256 per file for ``load_model(verify=True)``.
         """
-        path = os.fspath(path)
-        os.makedirs(path, exist_ok=True)
-        files: dict = {}
-
-        def put(name: str, arr: np.ndarray) -> None:
-            arr = np.ascontiguousarray(arr)
-            target = os.path.join(path, name)
-            tmp = target + ".tmp"
-            with open(tmp, "wb") as f:
-                np.save(f, arr, allow_pickle=False)
-            os.replace(tmp, target)  # never truncate a file that may be memory-mapped
-            entry = {"shape": list(arr.shape), "dtype": arr.dtype.str,
-                     "bytes": os.path.getsize(target)}
-            if checksums:
-                entry["sha256"] = _sha256(target)
-            files[name] = entry
-
-        def put_ids(prefix: str, index) -> None:
-            data, offsets = index.blob()
-            put(prefix + ".bytes.npy", np.asarray(data, dtype=np.uint8))
-            put(prefix + ".offsets.npy", np.asarray(offsets, dtype=np.int64))
-
-        table = self.item_table
-        put_ids("item_ids", self.item_index)
-        put("item_embeddings.npy", table.data)
-        if table.bias is not None:
-            put("item_bias.npy", np.asarray(table.bias, dtype=np.float32))
-        put_ids("user_ids", self.user_index)
-        put("user_embeddings.npy", self.user_embeddings)
-        put("cold_start.npy", self.cold_start)
-        for field, ct in self.context.items():
-            put_ids(f"context.{field}.ids", ct.index)
-            put(f"context.{field}.vectors.npy", ct.vectors)
-        for group, cols in (("item_columns", self.item_columns), ("user_columns", self.user_columns)):
-            for name, col in cols.items():
-                for part, arr in col.to_arrays().items():
-                    put(f"{group}.{name}.{part}.npy", arr)
-        h = self.history
-        put("history.offsets.npy", h.offsets)
-        put("history.items.npy", h.items)
-        put("history.event_codes.npy", h.event_codes)
-        put("history.timestamps.npy", h.timestamps)
-        manifest = {
-            "format": FORMAT_NAME, "version": FORMAT_VERSION,
-            "dim": self.dim, "padded_dim": int(table.padded_dim),
-            "n_items": self.n_items, "n_users": self.n_users,
-            "has_item_bias": table.bias is not None,
-            "context": {f: {"n_values": len(ct.index)} for f, ct in self.context.items()},
-            "item_columns": {n: c.manifest() for n, c in self.item_columns.items()},
-            "user_columns": {n: c.manifest() for n, c in self.user_columns.items()},
-            "event_types": list(h.event_types),
-            "files": files,
-        }
-        tmp = os.path.join(path, "manifest.json.tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(manifest, f, indent=1, sort_keys=True)
-        os.replace(tmp, os.path.join(path, "manifest.json"))
+        write_model(self, path, checksums=checksums)
 
 
 def _bias(bias, n: int) -> np.ndarray:
@@ -473,7 +317,7 @@ def _columns(meta, index, id_column: str, what: str) -> dict:
         items = list(meta.items())
     out = {}
     for name, values in items:
-        name = _check_name(name, f"{what} column")
+        name = check_name(name, f"{what} column")
         if isinstance(values, _COLUMN_TYPES):
             col = values
         else:
@@ -530,92 +374,6 @@ def _history(interactions, item_index, user_index) -> History:
     return History(offsets, items[order].astype(np.int64), codes[order], ts[order], event_types)
 
 
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-# --------------------------------------------------------------------------- load
-class _Loader:
-    def __init__(self, path: str, manifest: dict, mmap: bool, verify: bool):
-        self.path, self.manifest, self.mmap, self.verify = path, manifest, mmap, verify
-        self.files = manifest.get("files")
-        if not isinstance(self.files, dict):
-            raise ModelFormatError(f"{self._p('manifest.json')}: 'files' must be an object")
-
-    def _p(self, name: str) -> str:
-        return os.path.join(self.path, name)
-
-    def has(self, name: str) -> bool:
-        return name in self.files
-
-    def array(self, name: str, dtype, shape: tuple | None = None) -> np.ndarray:
-        """Load ``name`` checking it against the manifest and the expected dtype/shape.
-
-        ``shape`` entries of ``None`` accept any length.
-        """
-        file = self._p(name)
-        entry = self.files.get(name)
-        if not isinstance(entry, dict):
-            raise ModelFormatError(f"{file}: missing from the manifest")
-        if not os.path.isfile(file):
-            raise ModelFormatError(f"{file}: file is missing")
-        size = os.path.getsize(file)
-        if entry.get("bytes") is not None and size != entry["bytes"]:
-            raise ModelFormatError(f"{file}: size {size} bytes, manifest says {entry['bytes']} "
-                                   "(truncated or corrupt file)")
-        if self.verify and entry.get("sha256") and _sha256(file) != entry["sha256"]:
-            raise ModelFormatError(f"{file}: SHA-256 checksum mismatch (corrupt file)")
-        try:
-            arr = np.load(file, mmap_mode="r" if self.mmap else None, allow_pickle=False)
-        except Exception as exc:  # ValueError, OSError, EOFError, ... from a damaged header/body
-            raise ModelFormatError(f"{file}: cannot read .npy array ({exc})") from None
-        if not isinstance(arr, np.ndarray):
-            raise ModelFormatError(f"{file}: not a single .npy array")
-        want = np.dtype(dtype)
-        if arr.dtype != want or entry.get("dtype") != want.str:
-            raise ModelFormatError(f"{file}: dtype {arr.dtype.str}, expected {want.str}")
-        if list(arr.shape) != list(entry.get("shape", [])):
-            raise ModelFormatError(f"{file}: shape {arr.shape} differs from the manifest "
-                                   f"{tuple(entry.get('shape', ()))}")
-        if shape is not None and (len(shape) != arr.ndim or any(
-                s is not None and s != a for s, a in zip(shape, arr.shape))):
-            raise ModelFormatError(f"{file}: shape {arr.shape}, expected "
-                                   f"{tuple('*' if s is None else s for s in shape)}")
-        if not arr.flags.c_contiguous:
-            raise ModelFormatError(f"{file}: array is not C-contiguous")
-        return arr
-
-    def finite(self, name: str, arr: np.ndarray) -> None:
-        if arr.size and not np.isfinite(arr).all():
-            raise ModelFormatError(f"{self._p(name)}: contains NaN or infinity")
-
-    def ids(self, prefix: str, n: int | None):
-        data = self.array(prefix + ".bytes.npy", np.uint8, (None,))
-        offsets = self.array(prefix + ".offsets.npy", np.int64, (None if n is None else n + 1,))
-        try:
-            check_blob(data, offsets)
-            return id_index_from_blob(data, offsets)
-        except (ValueError, UnicodeError) as exc:
-            raise ModelFormatError(f"{self._p(prefix + '.bytes.npy')}: invalid IDs ({exc})") from None
-
-    def column(self, group: str, name: str, spec: dict, n: int):
-        kind = spec.get("kind") if isinstance(spec, dict) else None
-        parts = {"categorical": {"codes": (np.int32, (n,))},
-                 "multi_categorical": {"offsets": (np.int64, (n + 1,)), "codes": (np.int32, (None,))},
-                 "numeric": {"values": (np.float64, (n,))}}.get(kind)
-        file0 = self._p(f"{group}.{name}.*.npy")
-        if parts is None:
-            raise ModelFormatError(f"{file0}: unknown column kind {kind!r}")
-        arrays = {p: self.array(f"{group}.{name}.{p}.npy", dt, shp) for p, (dt, shp) in parts.items()}
-        try:
-            return column_from_arrays(name, spec, arrays)
-        except (ValueError, TypeError, KeyError) as exc:
-            raise ModelFormatError(f"{file0}: invalid column ({exc})") from None
-
 
 def load_model(path: str | os.PathLike, mmap: bool = True, verify: bool = False) -> Model:
     """Open a model directory written by :meth:`Model.save`.
@@ -634,82 +392,8 @@ def load_model(path: str | os.PathLike, mmap: bool = True, verify: bool = False)
         (a ``ValueError``) naming the offending file, for any missing, truncated, corrupt or
         inconsistent part, or an unknown format version.
     """
-    path = os.fspath(path)
-    mpath = os.path.join(path, "manifest.json")
+    parts = read_model(path, mmap=mmap, verify=verify)
     try:
-        with open(mpath, "rb") as f:
-            manifest = json.loads(f.read().decode("utf-8"))
-    except FileNotFoundError:
-        raise ModelFormatError(f"{mpath}: no model manifest (is {path!r} a model directory?)") from None
-    except (OSError, ValueError) as exc:
-        raise ModelFormatError(f"{mpath}: unreadable manifest ({exc})") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
-        raise ModelFormatError(f"{mpath}: not a {FORMAT_NAME} manifest")
-    version = manifest.get("version")
-    if version != FORMAT_VERSION:
-        raise ModelFormatError(f"{mpath}: unsupported format version {version!r} "
-                               f"(this rankcore reads version {FORMAT_VERSION})")
-    try:
-        dim, pdim = int(manifest["dim"]), int(manifest["padded_dim"])
-        n_items, n_users = int(manifest["n_items"]), int(manifest["n_users"])
-        context_spec = dict(manifest.get("context", {}))
-        item_spec = dict(manifest.get("item_columns", {}))
-        user_spec = dict(manifest.get("user_columns", {}))
-        event_types = tuple(str(e) for e in manifest.get("event_types", []))
-        has_bias = bool(manifest.get("has_item_bias", False))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ModelFormatError(f"{mpath}: malformed manifest ({exc!r})") from None
-    if dim < 1 or pdim < dim or pdim % 16 or n_items < 1 or n_users < 0:
-        raise ModelFormatError(f"{mpath}: inconsistent sizes dim={dim} padded_dim={pdim} "
-                               f"n_items={n_items} n_users={n_users}")
-    for name in list(context_spec) + list(item_spec) + list(user_spec):
-        if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
-            raise ModelFormatError(f"{mpath}: invalid field or column name {name!r}")
-
-    ld = _Loader(path, manifest, mmap, verify)
-    item_index = ld.ids("item_ids", n_items)
-    data = ld.array("item_embeddings.npy", np.float32, (n_items, pdim))
-    bias = None
-    if has_bias:
-        bias = ld.array("item_bias.npy", np.float32, (n_items,))
-        ld.finite("item_bias.npy", bias)
-    try:
-        if data.ctypes.data % 64:  # a read (not mapped) array need not be 64-byte aligned: copy once
-            table = ItemTable(data[:, :dim], bias=bias)
-        else:
-            table = ItemTable.from_padded(data, dim, bias=bias, check_finite=verify)
+        return Model(**parts)
     except ValueError as exc:
-        raise ModelFormatError(f"{ld._p('item_embeddings.npy')}: {exc}") from None
-    user_index = ld.ids("user_ids", n_users)
-    users = ld.array("user_embeddings.npy", np.float32, (n_users, dim))
-    ld.finite("user_embeddings.npy", users)
-    cold = ld.array("cold_start.npy", np.float32, (dim,))
-    ld.finite("cold_start.npy", cold)
-    ctx = {}
-    for field in context_spec:
-        index = ld.ids(f"context.{field}.ids", None)
-        vname = f"context.{field}.vectors.npy"
-        vecs = ld.array(vname, np.float32, (len(index), dim))
-        ld.finite(vname, vecs)
-        ctx[field] = ContextTable(index, vecs)
-    item_cols = {n: ld.column("item_columns", n, s, n_items) for n, s in item_spec.items()}
-    user_cols = {n: ld.column("user_columns", n, s, n_users) for n, s in user_spec.items()}
-    h_off = ld.array("history.offsets.npy", np.int64, (n_users + 1,))
-    h_items = ld.array("history.items.npy", np.int64, (None,))
-    nnz = h_items.shape[0]
-    h_codes = ld.array("history.event_codes.npy", np.int16, (nnz,))
-    h_ts = ld.array("history.timestamps.npy", np.float64, (nnz,))
-    if h_off[0] != 0 or h_off[-1] != nnz or np.any(np.diff(h_off) < 0):
-        raise ModelFormatError(f"{ld._p('history.offsets.npy')}: not a valid CSR index")
-    if nnz and (h_items.min() < 0 or h_items.max() >= n_items):
-        raise ModelFormatError(f"{ld._p('history.items.npy')}: item row out of range")
-    if nnz and (h_codes.min() < 0 or h_codes.max() >= len(event_types)):
-        raise ModelFormatError(f"{ld._p('history.event_codes.npy')}: event code out of range")
-    ld.finite("history.timestamps.npy", h_ts)
-    history = History(h_off, h_items, h_codes, h_ts, event_types)
-    try:
-        return Model(item_index=item_index, item_table=table, user_index=user_index,
-                     user_embeddings=users, cold_start=cold, context=ctx, item_columns=item_cols,
-                     user_columns=user_cols, history=history)
-    except ValueError as exc:
-        raise ModelFormatError(f"{mpath}: {exc}") from None
+        raise ModelFormatError(f"{os.path.join(os.fspath(path), MANIFEST)}: {exc}") from None

@@ -1,0 +1,185 @@
+"""The Starlette application of ``rankcore serve`` (the wire contract: see docs/personalize.md).
+
+Routes: ``POST /personalize-ranking`` (GetPersonalizedRanking, through
+``Client.get_personalized_ranking_json``), ``POST /recommendations`` (answered
+``InvalidInputException``: not served), ``GET /ping`` and ``GET /metrics``; anything else is 404
+``UnknownOperationException``. Errors are ``{"__type": NAME, "message": ...}`` with header
+``x-amzn-ErrorType``; every response carries ``x-amzn-RequestId``. ``POST /personalize-ranking``
+skips Starlette's middleware and router: its raw ASGI endpoint answers every outcome itself.
+With a verifier the POST routes need SigV4; ``/ping`` and ``/metrics`` never do.
+"""
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from typing import Callable
+
+import orjson
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from ..errors import AuthError, InvalidInputException, PersonalizeError
+from .metrics import Metrics
+from .registry import CampaignRegistry
+from .sigv4 import SigV4Verifier
+
+__all__ = ["create_app", "error_response"]
+
+log = logging.getLogger(__name__)
+
+_JSON = b"application/json"
+
+
+def _headers(request_id: str, error: str | None = None, content_type: bytes = _JSON,
+             length: int = 0) -> list:
+    h = [(b"content-type", content_type), (b"x-amzn-requestid", request_id.encode()),
+         (b"content-length", str(length).encode())]
+    if error is not None:
+        h.append((b"x-amzn-errortype", error.encode()))
+    return h
+
+
+def _error_body(name: str, message: str) -> bytes:
+    return orjson.dumps({"__type": name, "message": message})
+
+
+def error_response(status: int, name: str, message: str) -> Response:
+    """A Starlette response in the AWS rest-json error shape."""
+    rid = str(uuid.uuid4())
+    return Response(_error_body(name, message), status_code=status, media_type="application/json",
+                    headers={"x-amzn-RequestId": rid, "x-amzn-ErrorType": name})
+
+
+async def _read_body(receive) -> bytes:
+    message = await receive()
+    body = message.get("body", b"")
+    if not message.get("more_body", False):
+        return body
+    chunks = [body]
+    while message.get("more_body", False):
+        message = await receive()
+        chunks.append(message.get("body", b""))
+    return b"".join(chunks)
+
+
+class _Operation:
+    """A raw ASGI endpoint for one POST operation: read body, verify, call, answer."""
+
+    def __init__(self, name: str, handler: Callable, metrics: Metrics, verifier: SigV4Verifier | None,
+                 timed: bool = False):
+        self.name = name
+        self.handler = handler
+        self.metrics = metrics
+        self.verifier = verifier
+        self.timed = timed
+
+    async def __call__(self, scope, receive, send) -> None:
+        t0 = time.perf_counter()
+        body = await _read_body(receive)
+        error = None
+        try:
+            if self.verifier is not None:
+                self._verify(scope, body)
+            try:
+                params = orjson.loads(body)
+            except orjson.JSONDecodeError as exc:
+                raise InvalidInputException(f"Request body is not valid JSON: {exc}") from None
+            status, payload, rid = 200, *self.handler(params)
+        except PersonalizeError as exc:
+            status, error, rid = exc.http_status, exc.code, str(uuid.uuid4())
+            payload = _error_body(error, exc.message)
+        except AuthError as exc:
+            status, error, rid = 403, exc.code, str(uuid.uuid4())
+            payload = _error_body(error, exc.message)
+        except (ValueError, TypeError) as exc:  # user errors by the library's convention
+            status, error, rid = 400, "InvalidInputException", str(uuid.uuid4())
+            payload = _error_body(error, str(exc))
+        except Exception as exc:
+            log.exception("%s failed", self.name)
+            status, error, rid = 500, "ServiceException", str(uuid.uuid4())
+            payload = _error_body(error, f"Internal error ({type(exc).__name__})")
+        await send({"type": "http.response.start", "status": status,
+                    "headers": _headers(rid, error, length=len(payload))})
+        await send({"type": "http.response.body", "body": payload})
+        self.metrics.observe(self.name, status, error, time.perf_counter() - t0 if self.timed else None)
+
+    def _verify(self, scope, body: bytes) -> None:
+        headers: dict = {}
+        for k, v in scope["headers"]:
+            name = k.decode("latin-1").lower()
+            value = " ".join(v.decode("latin-1").split())
+            headers[name] = headers[name] + "," + value if name in headers else value
+        raw_path = scope.get("raw_path") or scope["path"].encode()
+        self.verifier.verify(scope["method"], raw_path.decode("latin-1"),
+                             scope.get("query_string", b"").decode("latin-1"), headers, body)
+
+
+class _App(Starlette):
+    """Starlette, except that ``POST /personalize-ranking`` goes straight to its endpoint.
+
+    The endpoint is a raw ASGI callable that answers every outcome itself (errors included), so
+    the middleware stack and router would only add per-request cost on the hot route; every other
+    request takes Starlette's usual path.
+    """
+
+    def __init__(self, hot_path: Callable, **kwargs):
+        super().__init__(**kwargs)
+        self.hot_path = hot_path
+
+    async def __call__(self, scope, receive, send) -> None:
+        if (scope["type"] == "http" and scope["path"] == "/personalize-ranking" and scope["method"] == "POST"):
+            await self.hot_path(scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
+
+
+def create_app(registry: CampaignRegistry, *, verifier: SigV4Verifier | None = None,
+               metrics: Metrics | None = None) -> Starlette:
+    """The Starlette application serving ``registry`` (routes in the module docstring)."""
+    metrics = metrics if metrics is not None else Metrics()
+
+    def get_personalized_ranking(params):
+        client = registry.client  # read once: the whole request sees one model
+        if not isinstance(params, dict):
+            raise InvalidInputException("Request body must be a JSON object")
+        return client.get_personalized_ranking_json(params)  # (body bytes, request ID)
+
+    def get_recommendations(params):
+        raise InvalidInputException("GetRecommendations is not available on this server (catalog-wide "
+                                    "recommendations are not implemented); use GetPersonalizedRanking")
+
+    async def ping(request: Request) -> Response:
+        body = orjson.dumps({"status": "ok", "campaigns": sorted(registry.campaign_arns.values())})
+        return Response(body, media_type="application/json",
+                        headers={"x-amzn-RequestId": str(uuid.uuid4())})
+
+    async def metrics_route(request: Request) -> Response:
+        return Response(metrics.render(registry), media_type="text/plain; version=0.0.4",
+                        headers={"x-amzn-RequestId": str(uuid.uuid4())})
+
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        metrics.observe("Unknown", exc.status_code, "UnknownOperationException", None)
+        return error_response(exc.status_code, "UnknownOperationException",
+                              f"{request.method} {request.url.path} is not an operation of this service")
+
+    async def server_error(request: Request, exc: Exception) -> Response:
+        metrics.observe("Unknown", 500, "ServiceException", None)
+        return error_response(500, "ServiceException", "Internal error")
+
+    ranking = _Operation("GetPersonalizedRanking", get_personalized_ranking, metrics, verifier, timed=True)
+    routes = [
+        Route("/personalize-ranking", ranking, methods=["POST"]),
+        Route("/recommendations", _Operation("GetRecommendations", get_recommendations, metrics,
+                                             verifier), methods=["POST"]),
+        Route("/ping", ping, methods=["GET", "HEAD"]),
+        Route("/metrics", metrics_route, methods=["GET"]),
+    ]
+    app = _App(ranking, routes=routes,
+               exception_handlers={HTTPException: http_error, Exception: server_error})
+    app.state.registry = registry
+    app.state.metrics = metrics
+    return app

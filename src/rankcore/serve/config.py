@@ -1,0 +1,97 @@
+"""Settings of ``rankcore serve``: command-line flags merged over a JSON ``--config`` file.
+
+:func:`settings_from_args` gives one plain dict (JSON-serialisable, so ``--workers N`` hands it to
+the worker processes through the environment); :func:`resolve_workers` turns the ``workers``
+setting into a process count.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+from ..personalize import DEFAULT_ACCOUNT, DEFAULT_REGION
+from .registry import DEFAULT_RELOAD_INTERVAL
+
+__all__ = ["settings_from_args", "resolve_workers", "parse_campaign", "parse_filter",
+           "DEFAULT_HOST", "DEFAULT_PORT"]
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8080
+
+_SETTINGS = {"host": DEFAULT_HOST, "port": DEFAULT_PORT, "workers": 1, "region": DEFAULT_REGION,
+             "account": DEFAULT_ACCOUNT, "max_input_items": 500, "auth": "none", "credentials": None,
+             "reload_interval": DEFAULT_RELOAD_INTERVAL, "no_reload": False, "backend": None,
+             "log_level": "warning"}
+
+
+def parse_campaign(text: str) -> tuple:
+    """``NAME=DIR`` -> ``(name, dir)``."""
+    name, sep, path = text.partition("=")
+    if not sep or not name or not path:
+        raise ValueError(f"--campaign must look like NAME=DIR, got {text!r}")
+    return name, path
+
+
+def parse_filter(text: str) -> tuple:
+    """``NAME=EXPR`` or ``CAMPAIGN:NAME=EXPR`` -> ``(campaign or None, name, expression)``."""
+    head, sep, expr = text.partition("=")
+    if not sep or not head or not expr.strip():
+        raise ValueError(f"--filter must look like NAME=EXPRESSION or CAMPAIGN:NAME=EXPRESSION, got {text!r}")
+    campaign, colon, name = head.rpartition(":")
+    return (campaign if colon else None), name.strip(), expr.strip()
+
+
+def _read_config(path: str) -> dict:
+    with open(path, encoding="utf-8") as f:
+        try:
+            conf = json.load(f)
+        except ValueError as exc:
+            raise ValueError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(conf, dict):
+        raise ValueError(f"{path}: must hold a JSON object")
+    unknown = set(conf) - set(_SETTINGS) - {"campaigns", "filters"}
+    if unknown:
+        raise ValueError(f"{path}: unknown settings {sorted(unknown)}")
+    return conf
+
+
+def settings_from_args(args) -> dict:
+    """Merge ``--config FILE`` with the command-line flags (flags win) into a plain dict."""
+    conf = _read_config(args.config) if getattr(args, "config", None) else {}
+    s = {k: conf.get(k, v) for k, v in _SETTINGS.items()}
+    for k in _SETTINGS:
+        v = getattr(args, k, None)
+        if v is not None:
+            s[k] = v
+    campaigns = dict(conf.get("campaigns") or {})
+    for text in getattr(args, "campaign", None) or []:
+        name, path = parse_campaign(text)
+        campaigns[name] = path
+    conf_filters = conf.get("filters") or {}
+    if isinstance(conf_filters, dict):
+        conf_filters = [f"{k}={v}" for k, v in conf_filters.items()]
+    filters = [parse_filter(text) for text in list(conf_filters) + list(getattr(args, "filter", None) or [])]
+    for camp, _, _ in filters:
+        if camp is not None and camp not in campaigns:
+            raise ValueError(f"filter for unknown campaign {camp!r}")
+    s["campaigns"] = campaigns
+    s["filters"] = filters
+    return s
+
+
+def resolve_workers(value) -> int:
+    """``workers`` setting -> process count: a positive int, or ``"auto"`` for one per CPU.
+
+    The default stays 1: one process keeps ``/metrics`` whole (each worker counts only its own
+    requests) and handles SIGHUP itself. ``auto`` is for a multi-core machine where the server
+    has the cores to itself; ranking is CPU-bound, so more workers than CPUs gains nothing.
+    """
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        try:
+            n = len(os.sched_getaffinity(0))
+        except (AttributeError, OSError):  # no sched_getaffinity outside Linux
+            n = os.cpu_count() or 1
+        return max(1, n)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"workers must be a positive integer or 'auto', got {value!r}")
+    return value
