@@ -22,7 +22,7 @@ from rankcore.filters import (
     compile_filter,
     parse_filter_values,
 )
-from rankcore.filters.history import rows_in_py
+from rankcore.filters.history import rows_in_py  # nothing public runs it with the extension built
 from rankcore.model.columns import column_from_values
 
 

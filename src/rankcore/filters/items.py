@@ -45,7 +45,7 @@ def _padded(col) -> dict:
     if d is not None:
         return d
     n = len(col)
-    d = {"n": n}
+    d = {}
     if col.kind == "categorical":
         pc = np.empty(n + 1, dtype=np.int32)
         pc[:n] = col.codes

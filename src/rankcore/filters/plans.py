@@ -264,8 +264,8 @@ class FilterPlan:
         column), ``user_row(user_id)`` (-1 for an unknown user), ``recent_interactions(user_id)``
         (``(item_rows, event_types)``, event types lower-cased) and optionally
         ``interaction_history(user_id)`` (a cached :class:`InteractionHistory`). ``item_rows`` is
-        an int64 array of model rows in ``[-1, n_items)``, -1 for items unknown to the model. ``filter_values`` maps placeholder
-        names (no ``$``) to filterValues strings.
+        an int64 array of model rows in ``[-1, n_items)``, -1 for items unknown to the model.
+        ``filter_values`` maps placeholder names (no ``$``) to filterValues strings.
         """
         rows = item_rows
         if not (type(rows) is np.ndarray and rows.dtype == np.int64 and rows.flags.c_contiguous):
