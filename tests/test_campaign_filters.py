@@ -1,8 +1,9 @@
-"""Filters and real-time events through Campaign and Client (PERSONALIZE_API.md sections 4-5).
+"""Filters and real-time events through Campaign and Client (docs/personalize.md).
 
 The filter language itself is tested in ``test_filters.py``; here: registration, ARNs, removal
 and renormalisation, unknown items, PutEvents visibility and thread safety, Personalize errors.
 """
+import datetime
 import threading
 
 import numpy as np
@@ -80,8 +81,6 @@ def test_put_events_feeds_interaction_filters(campaign):
 
 
 def test_put_events_validates_everything_first(campaign):
-    import datetime
-
     with pytest.raises(rankcore.InvalidInputException, match="event 1"):
         campaign.put_events("u", [{"itemId": "1", "eventType": "click", "sentAt": 1.0},
                                   {"itemId": "2", "eventType": "", "sentAt": 1.0}])

@@ -12,14 +12,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import rankcore
-from rankcore.model.columns import column_from_values
+from rankcore.core import native
+from rankcore.datasets import synthetic
 from rankcore.filters import (
     MAX_EXPRESSION_LENGTH,
     FilterPlan,
     FilterSyntaxError,
+    InteractionHistory,
     compile_filter,
     parse_filter_values,
 )
+from rankcore.filters.history import rows_in_py  # nothing public runs it with the extension built
+from rankcore.model.columns import column_from_values
 
 
 # --------------------------------------------------------------------------------------------
@@ -72,7 +76,7 @@ def kept(expression, user="u0", rows=ALL, fv=None, data=DATA):
 
 
 # --------------------------------------------------------------------------------------------
-# The examples of PERSONALIZE_API.md section 5
+# The filter examples of the Personalize documentation (docs/personalize.md)
 # --------------------------------------------------------------------------------------------
 
 def test_example_exclude_interactions():
@@ -827,9 +831,6 @@ def test_any_string_value_round_trips_through_the_parser(values):
 
 
 def test_campaign_caches_never_serve_stale_results():
-    import rankcore
-    from rankcore.datasets import synthetic
-
     c = rankcore.Campaign(synthetic(n_users=20, n_items=300, dim=8, seed=1))
     seen = c.create_filter("seen", 'EXCLUDE ItemID WHERE Interactions.EVENT_TYPE IN ("view")')
     ids = [str(i) for i in range(50)]
@@ -847,20 +848,18 @@ def test_campaign_caches_never_serve_stale_results():
 
 @given(st.lists(st.integers(0, 60), max_size=40), st.lists(st.integers(-1, 70), max_size=80))
 @settings(max_examples=300, deadline=None)
-def test_membership_native_and_numpy_agree(values, rows):
-    """``InteractionHistory.contains`` (native when built) and its NumPy twin give np.isin's answer."""
-    from rankcore.filters import InteractionHistory
-
+def test_membership_native_and_python_agree(values, rows):
+    """``InteractionHistory.contains`` (native ``rows_in`` when built) and its pure-Python twin
+    ``rows_in_py`` give np.isin's answer."""
     sel = np.unique(np.array(values, dtype=np.int64))
     r = np.array(rows, dtype=np.int64)
     want = np.isin(r, sel)
     np.testing.assert_array_equal(InteractionHistory.contains(sel, r), want)
-    np.testing.assert_array_equal(InteractionHistory.contains_numpy(sel, r), want)
-    if rankcore.HAS_CPP:
-        from rankcore.core.native import core as _core
-
+    np.testing.assert_array_equal(rows_in_py(sel, r), want)
+    if native.HAS_NATIVE:
+        rows_in = native.function("rows_in")
         extreme = np.array([np.iinfo(np.int64).min, -5, 2**62], dtype=np.int64)
-        np.testing.assert_array_equal(_core.rows_in(extreme[:1], np.append(r, extreme)),
+        np.testing.assert_array_equal(rows_in(extreme[:1], np.append(r, extreme)),
                                       np.append(np.zeros(len(r), bool), [True, False, False]))
         with pytest.raises(TypeError):
-            _core.rows_in(sel.astype(np.int32), r)
+            rows_in(sel.astype(np.int32), r)
