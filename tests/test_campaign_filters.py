@@ -150,3 +150,11 @@ def test_rank_batch_applies_filters(campaign):
     assert out[0].scored_item_ids == one.scored_item_ids
     np.testing.assert_array_equal(out[0].scores, one.scores)
     assert len(out[1].scored_item_ids) == 50
+
+
+def test_huge_filter_value_is_invalid_input(campaign):
+    """Issue 11, item 8: the Python Campaign bounds filter values as the server does."""
+    arn = campaign.create_filter("g", "INCLUDE ItemID WHERE Items.GENRE IN ($G)")
+    huge = ",".join(['"Comedy"'] * 200_000)
+    with pytest.raises(rankcore.InvalidInputException, match="at most 1000"):
+        campaign.rank("1", ["1", "2"], filter=arn, filter_values={"G": huge})

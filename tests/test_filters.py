@@ -863,3 +863,16 @@ def test_membership_native_and_python_agree(values, rows):
                                       np.append(np.zeros(len(r), bool), [True, False, False]))
         with pytest.raises(TypeError):
             rows_in(sel.astype(np.int32), r)
+
+
+def test_filter_values_are_bounded_in_every_surface():
+    """Issue 11, item 8: a huge value is refused before it is parsed, in the library too."""
+    from rankcore.filters.values import MAX_VALUE_LENGTH
+
+    ok = ",".join(['"a"'] * (MAX_VALUE_LENGTH // 4))
+    assert parse_filter_values(ok) == ["a"] * (MAX_VALUE_LENGTH // 4)
+    huge = ",".join(['"a"'] * 700_000)
+    with pytest.raises(ValueError, match="at most 1000 characters"):
+        parse_filter_values(huge)
+    with pytest.raises(ValueError, match=r"\$G.*at most 1000"):
+        kept("INCLUDE ItemID WHERE Items.GENRE IN ($G)", fv={"G": huge})

@@ -84,7 +84,9 @@ def scan_number(s: str, i: int) -> int:
 def scan_string(s: str, i: int, error) -> tuple:
     """Scan the quoted string opening at ``s[i]``; returns ``(value, end)``.
 
-    ``error(position, expected, found)`` builds the exception to raise.
+    ``error(position, expected, found)`` builds the exception to raise. Linear in the string's own
+    length: a backslash is looked for only before the next quote, so a text of many short strings
+    is not rescanned to its end for each of them.
     """
     n = len(s)
     j = i + 1
@@ -92,10 +94,9 @@ def scan_string(s: str, i: int, error) -> tuple:
     start = j
     while True:
         q = s.find('"', j)
-        b = s.find("\\", j)
-        if q < 0:
-            if b < 0:
-                raise error(n, f"'\"' (closing the string opened at position {i})", "end of expression")
+        b = s.find("\\", j, n if q < 0 else q)
+        if q < 0 and b < 0:
+            raise error(n, f"'\"' (closing the string opened at position {i})", "end of expression")
         if 0 <= b and (q < 0 or b < q):
             nxt = s[b + 1:b + 2]
             if nxt not in ('"', "\\"):

@@ -13,13 +13,20 @@ from typing import Mapping
 
 from .syntax import WHITESPACE, parse_number, scan_number, scan_string
 
-__all__ = ["parse_filter_values", "placeholder_strings", "placeholder_numbers", "placeholder_number"]
+__all__ = ["parse_filter_values", "placeholder_strings", "placeholder_numbers", "placeholder_number",
+           "MAX_VALUE_LENGTH"]
+
+#: The service's limit on one filterValues entry, enforced here so that every surface (the
+#: library, batch lines, the server) refuses a huge value before parsing it.
+MAX_VALUE_LENGTH = 1000
 
 
 def _scan_values(raw: str, allow_numbers: bool) -> tuple:
     """Items of a filterValues string; raises ValueError (without the placeholder name)."""
     if not isinstance(raw, str):
         raise ValueError(f"expected a string, got {type(raw).__name__}")
+    if len(raw) > MAX_VALUE_LENGTH:
+        raise ValueError(f"a filter value has at most {MAX_VALUE_LENGTH} characters, got {len(raw)}")
     n = len(raw)
     i = 0
     out = []
