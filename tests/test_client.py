@@ -1,6 +1,6 @@
-"""rankcore.Client as a drop-in for boto3.client("personalize-runtime"), and the section 3 limits.
+"""rankcore.Client as a drop-in for boto3.client("personalize-runtime"), and the service limits.
 
-The seed request of PERSONALIZE_API.md section 2 is run through one function written for boto3,
+The seed request (``SEED``) is run through one function written for boto3,
 first with ``rankcore.Client`` and then with a real boto3 client whose transport is a botocore
 ``Stubber`` fed rankcore's response: botocore validates the request parameters and the response
 against the service model, and the function's output must be the same both ways.
@@ -12,7 +12,9 @@ import pytest
 
 import rankcore
 from rankcore import Campaign, Client, InvalidInputException
-from rankcore.personalize.validate import validate_request
+from rankcore.core import native
+from rankcore.personalize import validate_request
+from rankcore.personalize.validate import first_bad_id_py
 
 boto3 = pytest.importorskip("boto3")
 from botocore.exceptions import ClientError  # noqa: E402
@@ -249,10 +251,7 @@ def test_limit_boundaries_pass():
 @pytest.mark.parametrize("ids", [[], ["a"], ["a", 1], ("x" * 257, "a"), ["a", "é" * 256],
                                  ["a", "é" * 257], ("a", None), ["b", b"bytes"]])
 def test_first_bad_id_native_matches_python(ids):
-    from rankcore.core import native
-    from rankcore.personalize import validate as _validate
-
     expected = next((i for i, v in enumerate(ids) if not isinstance(v, str) or len(v) > 256), -1)
-    assert _validate.first_bad_id_py(ids, 256) == expected
+    assert first_bad_id_py(ids, 256) == expected
     if native.HAS_NATIVE:
         assert native.core.first_bad_id(ids, 256) == expected
