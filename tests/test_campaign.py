@@ -304,6 +304,37 @@ def test_rank_batch_matches_rank(campaign):
     assert campaign.rank_batch([]) == []
 
 
+def test_rank_many_with_contexts_and_filter_matches_rank():
+    """rank_many keeps a failing request's error (and drops its items) where rank would raise,
+    and ranks the others as rank does, with contexts and a filter."""
+    lists = [["5", "x", "5", "6"], ["1", "2", "3", "4", "y"], ["7", "8"], ["9", "9", "10"]]
+    users = ["1", "stranger", "2", "3"]
+    contexts = [{"DEVICE": "phone"}, None, {"NOPE": "x"}, {"device": "tablet"}]
+    values = [{}, {}, {}, {}]
+    flat = [i for lst in lists for i in lst]
+    bounds = np.cumsum([0] + [len(x) for x in lists])
+    plan = KeepEven()
+    order, scores, offsets, unknown, errors = CAMPAIGN.rank_many(
+        users, flat, bounds, contexts=contexts, filter=plan, filter_values=values)
+    assert list(errors) == [2] and isinstance(errors[2], InvalidInputException)
+    assert offsets[3] == offsets[2] and 2 not in unknown
+    for k in (0, 1, 3):
+        r = CAMPAIGN.rank(users[k], lists[k], context=contexts[k], filter=plan)
+        a, b = offsets[k], offsets[k + 1]
+        assert [flat[p] for p in order[a:b]] == r.scored_item_ids
+        np.testing.assert_allclose(scores[a:b], r.scores, atol=ATOL)
+        assert unknown.get(k, []) == r.unknown_item_ids
+    with pytest.raises(InvalidInputException):
+        CAMPAIGN.rank(users[2], lists[2], context=contexts[2])
+
+
+@pytest.mark.parametrize("bounds", [[0, 2, 3], [0, 2, 5, 7], [1, 2, 3, 6], [0, 4, 2, 6], [[0, 2, 3, 6]]])
+def test_rank_many_refuses_bad_bounds(bounds):
+    flat = ["1", "2", "3", "4", "5", "6"]
+    with pytest.raises(ValueError, match="bounds"):
+        CAMPAIGN.rank_many(["1", "2", "3"], flat, np.array(bounds))
+
+
 def test_rank_batch_bad_requests():
     with pytest.raises(TypeError):
         CAMPAIGN.rank_batch(["1"])

@@ -6,6 +6,7 @@ first with ``rankcore.Client`` and then with a real boto3 client whose transport
 against the service model, and the function's output must be the same both ways.
 """
 import math
+import pickle
 
 import numpy as np
 import pytest
@@ -162,6 +163,14 @@ def test_exceptions_are_botocore_and_python(client):
                              "GetPersonalizedRanking operation: ")
     with pytest.raises(exc.ResourceNotFoundException):
         client.get_personalized_ranking(**dict(SEED, filterArn=FILTER_ARN + "x"))
+
+
+def test_client_exceptions_pickle(client):
+    """Client errors cross process boundaries (e.g. from a worker) with their class and message."""
+    for cls in (client.exceptions.InvalidInputException, client.exceptions.ResourceNotFoundException):
+        e = pickle.loads(pickle.dumps(cls("bad input", "GetPersonalizedRanking")))
+        assert type(e) is cls
+        assert e.message == "bad input" and e.response["Error"]["Code"] == cls.__name__
 
 
 def test_client_from_mapping_and_item_limit():
