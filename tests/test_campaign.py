@@ -1,4 +1,4 @@
-"""Campaign.rank / rank_batch: GetPersonalizedRanking behaviour of PERSONALIZE_API.md section 4.
+"""Campaign.rank / rank_batch: GetPersonalizedRanking behaviour as docs/personalize.md specifies it.
 
 Scores are compared with a float64 NumPy softmax over the same (deduplicated, filtered) rows with
 ``atol=1e-6`` (float32 kernels); "unchanged" properties (duplicates, unknown context values) are
@@ -14,7 +14,8 @@ from hypothesis import given, settings, strategies as st
 
 import rankcore
 from rankcore import Campaign, InvalidInputException, ResourceNotFoundException
-from rankcore.personalize.campaign import _REQUEST_ALIASES
+from rankcore.core import native
+from rankcore.personalize.candidates import all_known_distinct_py
 from rankcore.datasets import synthetic
 
 ATOL = 1e-6
@@ -276,6 +277,10 @@ def test_record_interactions_is_thread_safe():
     assert len(rows) == 800
 
 
+#: rank_batch's camelCase request members -> rank's argument names (those the tests below use).
+SNAKE_CASE = {"userId": "user_id", "inputList": "item_ids"}
+
+
 def test_rank_batch_matches_rank(campaign):
     reqs = [("1", ["1", "2", "3", "x"]),
             {"user_id": "stranger", "item_ids": ("9", "9", "10")},
@@ -290,13 +295,44 @@ def test_rank_batch_matches_rank(campaign):
         if isinstance(req, tuple):
             one = campaign.rank(req[0], req[1], context=req[2] if len(req) == 3 else None)
         else:
-            p = {_REQUEST_ALIASES[k]: v for k, v in req.items()}
+            p = {SNAKE_CASE.get(k, k): v for k, v in req.items()}
             one = campaign.rank(p.pop("user_id"), p.pop("item_ids"), **p)
         assert got.item_ids == one.item_ids
         np.testing.assert_allclose(got.scores, one.scores, atol=ATOL)
         assert got.metadata == one.metadata
     assert len({r.recommendation_id for r in batch}) == len(reqs)
     assert campaign.rank_batch([]) == []
+
+
+def test_rank_many_with_contexts_and_filter_matches_rank():
+    """rank_many keeps a failing request's error (and drops its items) where rank would raise,
+    and ranks the others as rank does, with contexts and a filter."""
+    lists = [["5", "x", "5", "6"], ["1", "2", "3", "4", "y"], ["7", "8"], ["9", "9", "10"]]
+    users = ["1", "stranger", "2", "3"]
+    contexts = [{"DEVICE": "phone"}, None, {"NOPE": "x"}, {"device": "tablet"}]
+    values = [{}, {}, {}, {}]
+    flat = [i for lst in lists for i in lst]
+    bounds = np.cumsum([0] + [len(x) for x in lists])
+    plan = KeepEven()
+    order, scores, offsets, unknown, errors = CAMPAIGN.rank_many(
+        users, flat, bounds, contexts=contexts, filter=plan, filter_values=values)
+    assert list(errors) == [2] and isinstance(errors[2], InvalidInputException)
+    assert offsets[3] == offsets[2] and 2 not in unknown
+    for k in (0, 1, 3):
+        r = CAMPAIGN.rank(users[k], lists[k], context=contexts[k], filter=plan)
+        a, b = offsets[k], offsets[k + 1]
+        assert [flat[p] for p in order[a:b]] == r.scored_item_ids
+        np.testing.assert_allclose(scores[a:b], r.scores, atol=ATOL)
+        assert unknown.get(k, []) == r.unknown_item_ids
+    with pytest.raises(InvalidInputException):
+        CAMPAIGN.rank(users[2], lists[2], context=contexts[2])
+
+
+@pytest.mark.parametrize("bounds", [[0, 2, 3], [0, 2, 5, 7], [1, 2, 3, 6], [0, 4, 2, 6], [[0, 2, 3, 6]]])
+def test_rank_many_refuses_bad_bounds(bounds):
+    flat = ["1", "2", "3", "4", "5", "6"]
+    with pytest.raises(ValueError, match="bounds"):
+        CAMPAIGN.rank_many(["1", "2", "3"], flat, np.array(bounds))
 
 
 def test_rank_batch_bad_requests():
@@ -341,15 +377,17 @@ def test_loaded_model_serves_the_same(tmp_path):
     np.testing.assert_array_equal(a.scores, b.scores)
 
 
-@pytest.mark.skipif(not rankcore.HAS_CPP, reason="the C++ extension is not built")
 @given(st.lists(st.integers(-1, 40), max_size=60))
 @settings(max_examples=200, deadline=None)
-def test_native_distinct_check_matches_numpy(rows):
-    """The native shortcut of the de-duplication says True exactly when no row is -1 or repeated."""
-    from rankcore.personalize.campaign import _all_known_distinct
-
+def test_distinct_check_native_matches_python(rows):
+    """The shortcut of the de-duplication (native, and its Python twin) says True exactly when no
+    row is -1 or repeated; both refuse anything but a C-contiguous int64 array."""
     r = np.array(rows, dtype=np.int64)
     want = bool((r >= 0).all() and len(np.unique(r)) == len(r))
-    assert _all_known_distinct(r) is want
-    with pytest.raises(TypeError):
-        _all_known_distinct(r.astype(np.int32))
+    impls = [all_known_distinct_py] + ([native.core.all_known_distinct] if native.HAS_NATIVE else [])
+    for impl in impls:
+        assert impl(r) is want
+        with pytest.raises(TypeError):
+            impl(r.astype(np.int32))
+        with pytest.raises(TypeError):
+            impl(list(rows))

@@ -1,18 +1,21 @@
-"""rankcore.Client as a drop-in for boto3.client("personalize-runtime"), and the section 3 limits.
+"""rankcore.Client as a drop-in for boto3.client("personalize-runtime"), and the service limits.
 
-The seed request of PERSONALIZE_API.md section 2 is run through one function written for boto3,
+The seed request (``SEED``) is run through one function written for boto3,
 first with ``rankcore.Client`` and then with a real boto3 client whose transport is a botocore
 ``Stubber`` fed rankcore's response: botocore validates the request parameters and the response
 against the service model, and the function's output must be the same both ways.
 """
 import math
+import pickle
 
 import numpy as np
 import pytest
 
 import rankcore
 from rankcore import Campaign, Client, InvalidInputException
-from rankcore.personalize.validate import validate_request
+from rankcore.core import native
+from rankcore.personalize import validate_request
+from rankcore.personalize.validate import first_bad_id_py
 
 boto3 = pytest.importorskip("boto3")
 from botocore.exceptions import ClientError  # noqa: E402
@@ -162,6 +165,14 @@ def test_exceptions_are_botocore_and_python(client):
         client.get_personalized_ranking(**dict(SEED, filterArn=FILTER_ARN + "x"))
 
 
+def test_client_exceptions_pickle(client):
+    """Client errors cross process boundaries (e.g. from a worker) with their class and message."""
+    for cls in (client.exceptions.InvalidInputException, client.exceptions.ResourceNotFoundException):
+        e = pickle.loads(pickle.dumps(cls("bad input", "GetPersonalizedRanking")))
+        assert type(e) is cls
+        assert e.message == "bad input" and e.response["Error"]["Code"] == cls.__name__
+
+
 def test_client_from_mapping_and_item_limit():
     arn = "arn:aws:personalize:eu-west-1:123456789012:campaign/alias"
     client = Client({arn: CAMPAIGN}, max_input_items=None)
@@ -249,10 +260,7 @@ def test_limit_boundaries_pass():
 @pytest.mark.parametrize("ids", [[], ["a"], ["a", 1], ("x" * 257, "a"), ["a", "é" * 256],
                                  ["a", "é" * 257], ("a", None), ["b", b"bytes"]])
 def test_first_bad_id_native_matches_python(ids):
-    from rankcore.core import native
-    from rankcore.personalize import validate as _validate
-
     expected = next((i for i, v in enumerate(ids) if not isinstance(v, str) or len(v) > 256), -1)
-    assert _validate.first_bad_id_py(ids, 256) == expected
+    assert first_bad_id_py(ids, 256) == expected
     if native.HAS_NATIVE:
         assert native.core.first_bad_id(ids, 256) == expected

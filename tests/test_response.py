@@ -3,7 +3,7 @@
 The two implementations must agree exactly: the same list of dicts (same key order, the very
 same ``str`` objects for the IDs, bit-identical float scores equal to
 ``float(np.round(np.float64(s), 7))``), and the same exception type and message for the same bad
-input. Native-only tests are skipped when the extension lacks ``ranking_entries``. Reference
+input. Native-only tests are skipped when the extension is not built. Reference
 counts are checked so that the native code neither leaks nor steals references to the IDs.
 Out of scope: the surrounding response (``RankingResult.to_response``), tested in test_campaign.py.
 """
@@ -16,14 +16,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from rankcore.personalize import response as _response
+from rankcore.core import native
+from rankcore.personalize.response import ranking_entries, ranking_entries_py
 
-IMPLS = [pytest.param(_response.ranking_entries_py, id="python")]
-if _response.HAS_NATIVE:
-    from rankcore._core import ranking_entries as native_entries
-
+IMPLS = [pytest.param(ranking_entries_py, id="python")]
+if native.HAS_NATIVE:
+    native_entries = native.core.ranking_entries
     IMPLS.append(pytest.param(native_entries, id="native"))
-needs_native = pytest.mark.skipif(not _response.HAS_NATIVE, reason="extension without ranking_entries")
+needs_native = pytest.mark.skipif(not native.HAS_NATIVE, reason="the extension is not built")
 
 
 def oracle(item_ids, positions, scores, unknown_ids):
@@ -85,9 +85,9 @@ def cases(draw):
 def test_matches_oracle(case):
     ids, pos, scores, unknown = case
     want = oracle(ids, pos, scores, unknown)
-    same(_response.ranking_entries_py(ids, pos, scores, unknown), want)
-    same(_response.ranking_entries(ids, pos, scores, unknown), want)
-    if _response.HAS_NATIVE:
+    same(ranking_entries_py(ids, pos, scores, unknown), want)
+    same(ranking_entries(ids, pos, scores, unknown), want)
+    if native.HAS_NATIVE:
         same(native_entries(tuple(ids), pos, scores, tuple(unknown)), want)
 
 
@@ -127,11 +127,11 @@ def test_errors(impl, k):
 @pytest.mark.parametrize("k", range(len(_bad_inputs())))
 def test_error_parity(k):
     args, exc = _bad_inputs()[k]
-    with pytest.raises(exc) as native:
+    with pytest.raises(exc) as from_native:
         native_entries(*args)
-    with pytest.raises(exc) as python:
-        _response.ranking_entries_py(*args)
-    assert str(native.value) == str(python.value)
+    with pytest.raises(exc) as from_python:
+        ranking_entries_py(*args)
+    assert str(from_native.value) == str(from_python.value)
 
 
 @needs_native
@@ -160,8 +160,7 @@ def test_reference_counts():
 
 def test_dispatch():
     """ranking_entries is the native one whenever the extension has it."""
-    if _response.HAS_NATIVE:
-        assert _response._native is native_entries
+    assert ranking_entries is (native_entries if native.HAS_NATIVE else ranking_entries_py)
     ids = ["a"]
-    assert _response.ranking_entries(ids, np.zeros(1, np.int64), np.ones(1, np.float32), []) == [
+    assert ranking_entries(ids, np.zeros(1, np.int64), np.ones(1, np.float32), []) == [
         {"itemId": "a", "score": 1.0}]

@@ -1,17 +1,9 @@
 """Response entries of GetPersonalizedRanking: ``[{"itemId": ..., "score": ...}, ..., {"itemId": ...}]``.
 
-Two implementations with one contract:
-
-``rankcore._core.ranking_entries``
-    Native (C API dicts, interned keys), used whenever the extension provides it.
-``ranking_entries_py``
-    The pure-Python fallback below, kept output-identical (values, key order, exception type and
-    message) and tested against the native one in ``tests/test_response.py``.
-
-``ranking_entries`` is whichever of the two is available; callers never pick one.
-
-Scores are float32 softmax probabilities, widened to float64 and rounded to 7 decimals exactly as
-``np.round(x, 7)`` does (multiply by 1e7, round half to even, divide by 1e7).
+``ranking_entries`` is the native ``_core.ranking_entries`` (C API dicts, interned keys) when the
+extension is built, else its pure-Python twin ``ranking_entries_py``; the two are output-identical
+(values, key order, exception type and message). Scores are float32 softmax probabilities,
+widened to float64 and rounded to 7 decimals exactly as ``np.round(x, 7)`` does.
 """
 from __future__ import annotations
 
@@ -19,7 +11,7 @@ import numpy as np
 
 from ..core import native
 
-__all__ = ["ranking_entries", "ranking_entries_py", "HAS_NATIVE"]
+__all__ = ["ranking_entries", "ranking_entries_py"]
 
 
 def _require_array(a, name: str, dtype, dtype_name: str) -> None:
@@ -47,32 +39,7 @@ def _require_str_sequence(seq, name: str, check_items: bool) -> None:
 
 
 def ranking_entries_py(item_ids, positions: np.ndarray, scores: np.ndarray, unknown_ids) -> list:
-    """Pure-Python ``ranking_entries`` (same parameters, result and errors)."""
-    _require_str_sequence(item_ids, "item_ids", False)
-    _require_array(positions, "positions", np.int64, "int64")
-    _require_array(scores, "scores", np.float32, "float32")
-    if scores.shape[0] != positions.shape[0]:
-        raise ValueError(f"scores has {scores.shape[0]} entries, positions has {positions.shape[0]}")
-    _require_str_sequence(unknown_ids, "unknown_ids", False)
-    _require_str_sequence(item_ids, "item_ids", True)
-    _require_str_sequence(unknown_ids, "unknown_ids", True)
-    n_items = len(item_ids)
-    pos = positions.tolist()
-    for j, p in enumerate(pos):
-        if p < 0 or p >= n_items:
-            raise IndexError(f"positions[{j}]={p} out of range for {n_items} item_ids")
-    rounded = np.round(scores.astype(np.float64), 7).tolist()
-    out = [{"itemId": item_ids[p], "score": s} for p, s in zip(pos, rounded)]
-    out += [{"itemId": u} for u in unknown_ids]
-    return out
-
-
-_native = native.function("ranking_entries")
-HAS_NATIVE = _native is not None
-
-
-def ranking_entries(item_ids, positions: np.ndarray, scores: np.ndarray, unknown_ids) -> list:
-    """The ``personalizedRanking`` list of a GetPersonalizedRanking response.
+    """The ``personalizedRanking`` list of a GetPersonalizedRanking response (Python twin).
 
     Parameters
     ----------
@@ -100,6 +67,24 @@ def ranking_entries(item_ids, positions: np.ndarray, scores: np.ndarray, unknown
     IndexError
         A position is negative or not below ``len(item_ids)``.
     """
-    if _native is not None:
-        return _native(item_ids, positions, scores, unknown_ids)
-    return ranking_entries_py(item_ids, positions, scores, unknown_ids)
+    _require_str_sequence(item_ids, "item_ids", False)
+    _require_array(positions, "positions", np.int64, "int64")
+    _require_array(scores, "scores", np.float32, "float32")
+    if scores.shape[0] != positions.shape[0]:
+        raise ValueError(f"scores has {scores.shape[0]} entries, positions has {positions.shape[0]}")
+    _require_str_sequence(unknown_ids, "unknown_ids", False)
+    _require_str_sequence(item_ids, "item_ids", True)
+    _require_str_sequence(unknown_ids, "unknown_ids", True)
+    n_items = len(item_ids)
+    pos = positions.tolist()
+    for j, p in enumerate(pos):
+        if p < 0 or p >= n_items:
+            raise IndexError(f"positions[{j}]={p} out of range for {n_items} item_ids")
+    rounded = np.round(scores.astype(np.float64), 7).tolist()
+    out = [{"itemId": item_ids[p], "score": s} for p, s in zip(pos, rounded)]
+    out += [{"itemId": u} for u in unknown_ids]
+    return out
+
+
+#: ``ranking_entries_py``'s contract, native when the extension is built.
+ranking_entries = native.function("ranking_entries", ranking_entries_py)

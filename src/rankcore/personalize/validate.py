@@ -1,16 +1,12 @@
-"""GetPersonalizedRanking request validation: the limits of PERSONALIZE_API.md section 3.
+"""GetPersonalizedRanking request validation: the service's limits on a request body.
 
 ``validate_request(body)`` checks a request body (the camelCase dict an SDK sends, or the keyword
 arguments given to ``Client.get_personalized_ranking``) and raises ``InvalidInputException`` with
-a message in the service's style::
-
-    1 validation error detected: Value '501' at 'inputList' failed to satisfy constraint: Member
-    must have length less than or equal to 500
-
-It is shared by the in-process ``Client`` and the HTTP server. Checks, in order: the body is a
-mapping with no unknown member; required members (campaignArn, userId, inputList) are present;
-types (botocore-style "Invalid type for parameter ..." message); then all length/pattern/count
-constraints, collected into one message.
+a message in the service's style (``1 validation error detected: Value '501' at 'inputList'
+failed to satisfy constraint: ...``). It is shared by the in-process ``Client`` and the HTTP
+server. Checks, in order: a mapping with no unknown member; the required members; types
+(botocore-style "Invalid type for parameter ..."); then every length/pattern/count constraint,
+collected into one message. The limits are listed in docs/personalize.md.
 """
 from __future__ import annotations
 
@@ -19,6 +15,10 @@ from typing import Any, Mapping
 
 from ..core import native
 from ..errors import InvalidInputException
+
+__all__ = ["validate_request", "MAX_INPUT_ITEMS", "MAX_INPUT_ITEMS_WITH_METADATA",
+           "REQUEST_MEMBERS", "first_bad_id_py"]
+
 
 def first_bad_id_py(ids, max_len: int) -> int:
     """Python twin of ``_core.first_bad_id``."""
@@ -31,9 +31,6 @@ def first_bad_id_py(ids, max_len: int) -> int:
 
 
 _first_bad = native.function("first_bad_id", first_bad_id_py)
-
-__all__ = ["validate_request", "MAX_INPUT_ITEMS", "MAX_INPUT_ITEMS_WITH_METADATA",
-           "REQUEST_MEMBERS"]
 
 MAX_INPUT_ITEMS = 500
 MAX_INPUT_ITEMS_WITH_METADATA = 50
@@ -77,7 +74,16 @@ def validate_request(body: Mapping[str, Any], *, max_input_items: int | None = M
         if body.get(key) is None:
             raise InvalidInputException(f"1 validation error detected: Value null at '{key}' "
                                         "failed to satisfy constraint: Member must not be null")
-    # types
+    long_ids = _check_types(body)
+    errors = _constraint_errors(body, max_input_items, long_ids)
+    if errors:
+        n = len(errors)
+        raise InvalidInputException(f"{n} validation error{'s' if n > 1 else ''} detected: "
+                                    + "; ".join(errors))
+
+
+def _check_types(body: Mapping[str, Any]) -> bool:
+    """Raise the first type error of ``body``; return whether an input ID is over 256 characters."""
     for key in ("campaignArn", "userId", "filterArn"):
         v = body.get(key)
         if v is not None and not isinstance(v, str):
@@ -109,63 +115,72 @@ def validate_request(body: Mapping[str, Any], *, max_input_items: int | None = M
                         raise _type_error(f"{key}.{k}[{j}]", c, "<class 'str'>")
             elif not isinstance(v, str):
                 raise _type_error(f"{key}.{k}", v, "<class 'str'>")
+    return long_ids
 
+
+def _violation(value: Any, where: str, constraint: str) -> str:
+    return (f"Value '{_short(value)}' at '{where}' failed to satisfy constraint: "
+            f"Member must {constraint}")
+
+
+def _constraint_errors(body: Mapping[str, Any], max_input_items: int | None, long_ids: bool) -> list:
+    """Every length/pattern/count violation of a well-typed ``body``, in the service's order."""
     errors: list = []
-
-    def bad(value: Any, where: str, constraint: str) -> None:
-        errors.append(f"Value '{_short(value)}' at '{where}' failed to satisfy constraint: "
-                      f"Member must {constraint}")
-
     for key in ("campaignArn", "filterArn"):
         v = body.get(key)
         if v is None:
             continue
         if len(v) > 256:
-            bad(v, key, "have length less than or equal to 256")
+            errors.append(_violation(v, key, "have length less than or equal to 256"))
         if not _ARN_RE.fullmatch(v):
-            bad(v, key, f"satisfy regular expression pattern: {ARN_PATTERN}")
+            errors.append(_violation(v, key, f"satisfy regular expression pattern: {ARN_PATTERN}"))
     if len(body["userId"]) > 256:
-        bad(body["userId"], "userId", "have length less than or equal to 256")
+        errors.append(_violation(body["userId"], "userId", "have length less than or equal to 256"))
+    items = body["inputList"]
     meta = body.get("metadataColumns")
     limit = max_input_items
     if meta:
         limit = MAX_INPUT_ITEMS_WITH_METADATA if limit is None else min(limit, MAX_INPUT_ITEMS_WITH_METADATA)
     if limit is not None and len(items) > limit:
-        bad(len(items), "inputList", f"have length less than or equal to {limit}"
-            + (" when metadataColumns is set" if meta else ""))
+        errors.append(_violation(len(items), "inputList", f"have length less than or equal to {limit}"
+                                 + (" when metadataColumns is set" if meta else "")))
     if long_ids:
         for i, v in enumerate(items):
             if len(v) > 256:
-                bad(v, f"inputList.{i + 1}.member", "have length less than or equal to 256")
-    def string_map(field: str, max_entries: int, max_key: int, key_re) -> None:
-        """The limits of a str -> str map (context, filterValues); values are masked as '***'."""
-        m = body.get(field)
-        if m is None:
-            return
-        if len(m) > max_entries:
-            bad(len(m), field, f"have length less than or equal to {max_entries}")
-        for k, v in m.items():
-            if len(k) > max_key:
-                bad(k, f"{field}.key", f"have length less than or equal to {max_key}")
-            if not key_re.fullmatch(k):
-                bad(k, f"{field}.key", f"satisfy regular expression pattern: {key_re.pattern}")
-            if len(v) > 1000:
-                bad("***", f"{field}.{k}.value", "have length less than or equal to 1000")
-
-    string_map("context", 150, 150, _CONTEXT_KEY_RE)
-    string_map("filterValues", 25, 50, _FILTER_KEY_RE)
+                errors.append(_violation(v, f"inputList.{i + 1}.member",
+                                         "have length less than or equal to 256"))
+    errors += _string_map_errors(body.get("context"), "context", 150, 150, _CONTEXT_KEY_RE)
+    errors += _string_map_errors(body.get("filterValues"), "filterValues", 25, 50, _FILTER_KEY_RE)
     if meta is not None:
         if len(meta) > 1:
-            bad(len(meta), "metadataColumns", "have length less than or equal to 1")
+            errors.append(_violation(len(meta), "metadataColumns", "have length less than or equal to 1"))
         for k, cols in meta.items():
             if k != "ITEMS":
-                bad(k, "metadataColumns.key", "be ITEMS (the only dataset with returnable columns)")
+                errors.append(_violation(k, "metadataColumns.key",
+                                         "be ITEMS (the only dataset with returnable columns)"))
             if len(cols) > 10:
-                bad(len(cols), f"metadataColumns.{k}", "have length less than or equal to 10")
+                errors.append(_violation(len(cols), f"metadataColumns.{k}",
+                                         "have length less than or equal to 10"))
             for c in cols:
                 if len(c) > 150:
-                    bad(c, f"metadataColumns.{k}.member", "have length less than or equal to 150")
-    if errors:
-        n = len(errors)
-        raise InvalidInputException(f"{n} validation error{'s' if n > 1 else ''} detected: "
-                                    + "; ".join(errors))
+                    errors.append(_violation(c, f"metadataColumns.{k}.member",
+                                             "have length less than or equal to 150"))
+    return errors
+
+
+def _string_map_errors(m, field: str, max_entries: int, max_key: int, key_re) -> list:
+    """The limits of a str -> str map (context, filterValues); values are masked as '***'."""
+    if m is None:
+        return []
+    errors = []
+    if len(m) > max_entries:
+        errors.append(_violation(len(m), field, f"have length less than or equal to {max_entries}"))
+    for k, v in m.items():
+        if len(k) > max_key:
+            errors.append(_violation(k, f"{field}.key", f"have length less than or equal to {max_key}"))
+        if not key_re.fullmatch(k):
+            errors.append(_violation(k, f"{field}.key",
+                                     f"satisfy regular expression pattern: {key_re.pattern}"))
+        if len(v) > 1000:
+            errors.append(_violation("***", f"{field}.{k}.value", "have length less than or equal to 1000"))
+    return errors
