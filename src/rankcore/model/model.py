@@ -89,6 +89,10 @@ class Model:
         self.user_index = user_index
         self.user_embeddings = user_embeddings
         self.cold_start = cold_start
+        # plain ndarray views: a row of a np.memmap costs several times more to take than one of
+        # an ndarray, and user_vector runs once per request
+        self._users = np.asarray(user_embeddings).view(np.ndarray)
+        self._cold = np.asarray(cold_start).view(np.ndarray)
         self.context: dict = {}
         for field, table in (context or {}).items():
             if table.vectors.shape != (len(table.index), dim):
@@ -161,7 +165,7 @@ class Model:
         Raises ``KeyError`` for a context field the model lacks; an unknown value adds nothing.
         """
         row = self.user_row(user_id)
-        u = self.user_embeddings[row] if row >= 0 else self.cold_start
+        u = self._users[row] if row >= 0 else self._cold
         if context:
             u = u.copy()
             for field, value in context.items():

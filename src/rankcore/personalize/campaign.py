@@ -259,6 +259,7 @@ class Campaign:
                                      unknown, new_recommendation_id(), meta))
         return out
 
+    # long: most of it is the docstring of the batch jobs' entry point
     def rank_many(self, user_ids: Sequence[str], flat_ids: Sequence[str], bounds: np.ndarray, *,
                   contexts: Sequence | None = None, filter=None,
                   filter_values: Sequence | None = None, threads: int | None = None) -> tuple:
