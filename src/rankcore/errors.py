@@ -10,7 +10,7 @@ from __future__ import annotations
 
 __all__ = [
     "ModelFormatError", "FilterSyntaxError", "PersonalizeError", "InvalidInputException",
-    "ResourceNotFoundException", "AuthError", "BatchError", "FILTER_ERROR_PREFIX",
+    "ResourceNotFoundException", "AuthError", "BatchError", "EventStoreError", "FILTER_ERROR_PREFIX",
 ]
 
 #: Every filter error message starts with this.
@@ -83,3 +83,10 @@ class AuthError(Exception):
 
 class BatchError(Exception):
     """A fatal batch-job error (bad arguments, missing files): the job writes nothing."""
+
+
+class EventStoreError(ValueError):
+    """An event store that cannot be used: not a store, corrupt, locked, closed or failing to write.
+
+    The message names the store's path and the cause.
+    """
