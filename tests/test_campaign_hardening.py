@@ -29,7 +29,7 @@ def per_type(data, user_id):
     return out
 
 
-# ----------------------------------------------------------------- the PutEvents overlay is bounded
+# ----------------------------------------------------------------- bounded PutEvents overlay
 def test_put_events_overlay_keeps_the_newest_per_type_within_the_bound():
     c = Campaign(MODEL, name="bounded")
     n = 5 * BOUND
@@ -116,3 +116,39 @@ def test_record_interactions_is_thread_safe_under_a_tiny_switch_interval():
         sys.setswitchinterval(old)
     held = per_type(c.data, "u")
     assert held == {f"e{k}": list(range(BOUND)) for k in range(4)}
+
+
+# ----------------------------------------------------------------- atomic filter registration
+def test_concurrent_create_and_delete_filter_lose_nothing():
+    c = Campaign(MODEL, name="races")
+    expression = 'EXCLUDE ItemID WHERE Interactions.EVENT_TYPE IN ("view")'
+    n_threads, per_thread = 8, 300
+    created = [[] for _ in range(n_threads)]
+    deleted = [[] for _ in range(n_threads)]
+    errors = []
+
+    def work(k):
+        try:
+            for i in range(per_thread):
+                arn = c.create_filter(f"f{k}-{i}", expression)
+                created[k].append(arn)
+                if i % 3 == 0:
+                    c.delete_filter(arn)
+                    deleted[k].append(arn)
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=work, args=(k,)) for k in range(n_threads)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(old)
+    assert not errors  # a delete of a filter whose create was lost raises
+    expected = {a for part in created for a in part} - {a for part in deleted for a in part}
+    assert len(expected) == n_threads * per_thread * 2 // 3
+    assert set(c.filters) == expected

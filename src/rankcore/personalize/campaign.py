@@ -9,6 +9,7 @@ metadata, errors) is specified in docs/personalize.md.
 """
 from __future__ import annotations
 
+import threading
 from itertools import chain
 from typing import Iterable, Mapping, Sequence
 
@@ -65,6 +66,7 @@ class Campaign:
         self.account = account
         self.backend = backend
         self.filters: dict = {}
+        self._filters_lock = threading.Lock()  # writers of ``filters``; readers take no lock
         self.data = CampaignData(model)
         self._rank_fn = _core_api.rank
         self._rank_batch_fn = _core_api.rank_batch
@@ -148,18 +150,20 @@ class Campaign:
         plan = compile_filter(expression)
         plan.validate(self.data)
         arn = self.filter_arn(name)
-        filters = dict(self.filters)
-        filters[arn] = plan
-        self.filters = filters  # one assignment: concurrent readers see the old or the new dict
+        with self._filters_lock:  # copy-on-write: readers see the old or the new dict, whole
+            filters = dict(self.filters)
+            filters[arn] = plan
+            self.filters = filters
         return arn
 
     def delete_filter(self, filter_arn: str) -> None:
         """Remove a filter (``ResourceNotFoundException`` when there is none with that ARN)."""
-        if filter_arn not in self.filters:
-            raise ResourceNotFoundException(f"Resource {filter_arn} does not exist.")
-        filters = dict(self.filters)
-        del filters[filter_arn]
-        self.filters = filters
+        with self._filters_lock:  # as in create_filter
+            if filter_arn not in self.filters:
+                raise ResourceNotFoundException(f"Resource {filter_arn} does not exist.")
+            filters = dict(self.filters)
+            del filters[filter_arn]
+            self.filters = filters
 
     def put_events(self, user_id: str, events: Sequence[Mapping]) -> None:
         """Record interactions (Personalize's PutEvents) so interaction filters see them next call.
