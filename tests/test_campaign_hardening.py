@@ -152,3 +152,29 @@ def test_concurrent_create_and_delete_filter_lose_nothing():
     expected = {a for part in created for a in part} - {a for part in deleted for a in part}
     assert len(expected) == n_threads * per_thread * 2 // 3
     assert set(c.filters) == expected
+
+
+# ----------------------------------------------------------------- bare strings for ID lists
+@pytest.mark.parametrize("bad", ["3410", b"3410"])
+def test_rank_refuses_a_bare_string_of_item_ids(bad):
+    c = Campaign(MODEL, name="strings")
+    with pytest.raises(TypeError, match="item_ids"):
+        c.rank("12", bad)
+    with pytest.raises(TypeError, match="item_ids"):
+        c.rank_batch([("12", bad)])
+    with pytest.raises(TypeError, match="item_ids"):
+        c.rank_batch([{"userId": "12", "inputList": bad}])
+    with pytest.raises(TypeError, match="flat_ids"):
+        c.rank_many(["12"], bad, np.array([0, len(bad)]))
+    with pytest.raises(TypeError, match="user_ids"):
+        c.rank_many(bad, ["1"] * len(bad), np.array([0] * len(bad) + [len(bad)]))
+
+
+def test_rank_still_takes_any_sequence_of_ids():
+    c = Campaign(MODEL, name="sequences")
+    ids = ["3", "4", "10"]
+    expected = c.rank("12", ids).scored_item_ids
+    assert c.rank("12", tuple(ids)).scored_item_ids == expected
+    assert c.rank("12", iter(ids)).scored_item_ids == expected
+    assert c.rank("12", np.array(ids)).scored_item_ids == expected
+    assert c.rank_batch([("12", (i for i in ids))])[0].scored_item_ids == expected
