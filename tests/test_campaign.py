@@ -274,7 +274,9 @@ def test_record_interactions_is_thread_safe():
     for t in threads:
         t.join()
     rows, events = c.data.recent_interactions("u", limit=1000)
-    assert len(rows) == 800
+    assert len(rows) == 4 * 100  # each type keeps its 100 most recent, whatever the limit
+    for k in range(4):
+        assert [r for r, e in zip(rows.tolist(), events) if e == f"e{k}"] == list(range(100, 200))
 
 
 #: rank_batch's camelCase request members -> rank's argument names (those the tests below use).

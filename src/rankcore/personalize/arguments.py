@@ -2,7 +2,8 @@
 
 ``parse_request`` turns one ``rank_batch`` request (tuple or dict, snake_case or the service's
 camelCase names, see ``REQUEST_ALIASES``) into ``rank``'s arguments; ``metadata_spec`` resolves
-``metadata_columns`` against the model's item columns. Wire-level limits are ``validate``'s.
+``metadata_columns`` against the model's item columns; ``id_list`` refuses a bare string where a
+list of IDs is expected. Wire-level limits are ``validate``'s.
 """
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Mapping
 
 from ..errors import InvalidInputException
 
-__all__ = ["REQUEST_ALIASES", "parse_request", "metadata_spec"]
+__all__ = ["REQUEST_ALIASES", "parse_request", "metadata_spec", "id_list", "refuse_bare_string"]
 
 #: Member names a ``rank_batch`` dict request may use -> ``rank``'s argument names.
 REQUEST_ALIASES = {"user_id": "user_id", "userId": "user_id", "item_ids": "item_ids",
@@ -18,6 +19,23 @@ REQUEST_ALIASES = {"user_id": "user_id", "userId": "user_id", "item_ids": "item_
                    "filter": "filter", "filterArn": "filter", "filter_values": "filter_values",
                    "filterValues": "filter_values", "metadata_columns": "metadata_columns",
                    "metadataColumns": "metadata_columns"}
+
+
+def refuse_bare_string(value, name: str) -> None:
+    """``TypeError`` naming ``name`` when ``value`` is a str or bytes where a sequence is expected
+    (iterating it would yield its characters)."""
+    if isinstance(value, (str, bytes, bytearray)):
+        raise TypeError(f"{name} must be a list, not {type(value).__name__}: its characters would "
+                        f"be taken one by one (for one ID write [id])")
+
+
+def id_list(ids, name: str = "item_ids"):
+    """``ids`` as a list or tuple (any other iterable is listed); a bare str or bytes raises
+    ``TypeError`` naming ``name``."""
+    if isinstance(ids, (list, tuple)):
+        return ids
+    refuse_bare_string(ids, name)
+    return list(ids)
 
 
 def parse_request(req) -> dict:
@@ -38,8 +56,7 @@ def parse_request(req) -> dict:
         raise TypeError("a request is a (user_id, item_ids[, context]) tuple or a dict")
     if "user_id" not in p or "item_ids" not in p:
         raise InvalidInputException("a request needs a user ID and a list of item IDs")
-    if not isinstance(p["item_ids"], (list, tuple)):
-        p["item_ids"] = list(p["item_ids"])
+    p["item_ids"] = id_list(p["item_ids"], "item_ids")
     return p
 
 

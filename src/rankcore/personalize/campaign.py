@@ -9,6 +9,7 @@ metadata, errors) is specified in docs/personalize.md.
 """
 from __future__ import annotations
 
+import threading
 from itertools import chain
 from typing import Iterable, Mapping, Sequence
 
@@ -17,7 +18,7 @@ import numpy as np
 from ..core import api as _core_api
 from ..errors import InvalidInputException, ResourceNotFoundException
 from ..filters import compile_filter
-from .arguments import metadata_spec, parse_request
+from .arguments import id_list, metadata_spec, parse_request, refuse_bare_string
 from .candidates import apply_filter, dedupe, dedupe_many
 from .data import CampaignData, parse_events
 from .ids import DEFAULT_ACCOUNT, DEFAULT_REGION, campaign_arn, check_name
@@ -65,6 +66,7 @@ class Campaign:
         self.account = account
         self.backend = backend
         self.filters: dict = {}
+        self._filters_lock = threading.Lock()  # writers of ``filters``; readers take no lock
         self.data = CampaignData(model)
         self._rank_fn = _core_api.rank
         self._rank_batch_fn = _core_api.rank_batch
@@ -148,18 +150,20 @@ class Campaign:
         plan = compile_filter(expression)
         plan.validate(self.data)
         arn = self.filter_arn(name)
-        filters = dict(self.filters)
-        filters[arn] = plan
-        self.filters = filters  # one assignment: concurrent readers see the old or the new dict
+        with self._filters_lock:  # copy-on-write: readers see the old or the new dict, whole
+            filters = dict(self.filters)
+            filters[arn] = plan
+            self.filters = filters
         return arn
 
     def delete_filter(self, filter_arn: str) -> None:
         """Remove a filter (``ResourceNotFoundException`` when there is none with that ARN)."""
-        if filter_arn not in self.filters:
-            raise ResourceNotFoundException(f"Resource {filter_arn} does not exist.")
-        filters = dict(self.filters)
-        del filters[filter_arn]
-        self.filters = filters
+        with self._filters_lock:  # as in create_filter
+            if filter_arn not in self.filters:
+                raise ResourceNotFoundException(f"Resource {filter_arn} does not exist.")
+            filters = dict(self.filters)
+            del filters[filter_arn]
+            self.filters = filters
 
     def put_events(self, user_id: str, events: Sequence[Mapping]) -> None:
         """Record interactions (Personalize's PutEvents) so interaction filters see them next call.
@@ -189,7 +193,8 @@ class Campaign:
         ----------
         user_id : str
         item_ids : sequence of str
-            Any length (the service's 500 limit is the ``Client``'s business).
+            Any length (the service's 500 limit is the ``Client``'s business); a bare str or
+            bytes raises ``TypeError``.
         context : mapping of str to str, optional
         filter : filter ARN (looked up in ``self.filters``), plan object or callable, optional
             ``evaluate(self.data, user_id, item_rows int64 (m,), filter_values)`` -> bool (m,)
@@ -202,8 +207,7 @@ class Campaign:
         -------
         RankingResult
         """
-        if not isinstance(item_ids, (list, tuple)):
-            item_ids = list(item_ids)
+        item_ids = id_list(item_ids, "item_ids")
         meta = metadata_spec(self._item_columns, metadata_columns) if metadata_columns else None
         u = self.user_vector(user_id, context)
         rows = self._lookup(item_ids)
@@ -224,7 +228,8 @@ class Campaign:
         dict with ``user_id``, ``item_ids`` and optionally ``context``, ``filter``,
         ``filter_values``, ``metadata_columns`` (Personalize's camelCase names ``userId``,
         ``inputList``/``itemList``, ``filterArn``, ... are accepted too). Returns one
-        ``RankingResult`` per request, in order; an invalid request raises for the whole batch.
+        ``RankingResult`` per request, in order; an invalid request (item IDs given as a bare
+        str, for one) raises for the whole batch.
         """
         parsed = [parse_request(r) for r in requests]
         if not parsed:
@@ -306,10 +311,14 @@ class Campaign:
         Raises
         ------
         TypeError
-            An item ID is not a str (for the whole call).
+            An item ID is not a str (for the whole call), or ``user_ids``, ``flat_ids``,
+            ``contexts`` or ``filter_values`` is a bare str or bytes.
         ValueError
             ``bounds`` does not describe ``len(user_ids)`` requests over ``flat_ids``.
         """
+        for name, value in (("user_ids", user_ids), ("flat_ids", flat_ids),
+                            ("contexts", contexts), ("filter_values", filter_values)):
+            refuse_bare_string(value, name)
         n_req = len(user_ids)
         bounds = np.asarray(bounds, dtype=np.int64)
         lens = np.diff(bounds)

@@ -8,6 +8,8 @@ since (``record_interactions``, thread-safe). ``parse_events`` checks a PutEvent
 from __future__ import annotations
 
 import datetime as _dt
+import heapq
+import itertools
 import threading
 from typing import Iterable, Mapping, Sequence
 
@@ -61,15 +63,26 @@ class CampaignData:
     """What filter plans see: metadata columns, user rows and recent interactions.
 
     ``recent_interactions`` merges the model's stored history with interactions recorded since
-    (``record_interactions``, thread-safe; the hook for PutEvents).
+    (``record_interactions``, thread-safe; the hook for PutEvents). Of the recorded ones only what
+    filters can see is held: per user, the ``RECENT_INTERACTIONS_PER_TYPE`` most recent per event
+    type, for the ``MAX_EVENT_TYPES_PER_USER`` event types seen most recently; so memory and the
+    cost of a call do not grow with the number of events recorded.
     """
+
+    #: Event types whose recorded interactions are held per user (the type whose newest event is
+    #: oldest is dropped first).
+    MAX_EVENT_TYPES_PER_USER = 100
 
     def __init__(self, model):
         self.model = model
         self.item_columns = model.item_columns
         self.user_columns = model.user_columns
         self._lock = threading.Lock()
-        self._events: dict = {}  # user_id -> list of (timestamp, item_row, event_type)
+        # user_id -> {event_type: [newest entry, min-heap of entries]}, an entry being
+        # (timestamp, sequence, item_row); at most RECENT_INTERACTIONS_PER_TYPE entries a heap,
+        # whose root is the first to go
+        self._events: dict = {}
+        self._sequence = itertools.count()  # recording order, for ties of timestamps
         self._version: dict = {}  # user_id -> number of record_interactions calls
         self._merged: dict = {}  # user_id -> (version, recent interactions at the default limit)
         self._histories: dict = {}  # user_id -> (model, version, filters.InteractionHistory)
@@ -82,18 +95,45 @@ class CampaignData:
 
     def record_interactions(self, user_id: str, item_rows: Iterable[int],
                             event_types: Iterable[str], timestamps: Iterable[float]) -> None:
-        """Add interactions for ``user_id`` (item rows, event types, epoch seconds)."""
+        """Add interactions for ``user_id`` (item rows, event types, epoch seconds).
+
+        An interaction older than the ``RECENT_INTERACTIONS_PER_TYPE`` held for its event type
+        is not kept (no filter could see it); each one costs O(log RECENT_INTERACTIONS_PER_TYPE).
+        """
         new = [(float(t), int(r), str(e).lower())
                for r, e, t in zip(item_rows, event_types, timestamps)]
+        bound = RECENT_INTERACTIONS_PER_TYPE
         with self._lock:
-            self._events.setdefault(user_id, []).extend(new)
+            per_type = self._events.setdefault(user_id, {})
+            for ts, row, etype in new:
+                entry = (ts, next(self._sequence), row)
+                held = per_type.get(etype)
+                if held is None:
+                    if len(per_type) >= self.MAX_EVENT_TYPES_PER_USER:
+                        stalest = min(per_type, key=lambda e: per_type[e][0])
+                        if per_type[stalest][0] > entry:
+                            continue  # older than every held type's newest interaction
+                        del per_type[stalest]
+                    per_type[etype] = [entry, [entry]]
+                    continue
+                if held[0] < entry:
+                    held[0] = entry
+                heap = held[1]
+                if len(heap) < bound:
+                    heapq.heappush(heap, entry)
+                elif heap[0] < entry:
+                    heapq.heapreplace(heap, entry)
             self._version[user_id] = self._version.get(user_id, 0) + 1
             self._merged.pop(user_id, None)
             self._histories.pop(user_id, None)
 
     def recent_interactions(self, user_id: str, limit: int | None = None) -> tuple:
         """``(item_rows int64 (m,), event_types list[str])``, at most ``limit`` (default 100)
-        most recent per event type, oldest first."""
+        most recent per event type, oldest first.
+
+        Of the recorded interactions at most ``RECENT_INTERACTIONS_PER_TYPE`` per event type are
+        held, so a larger ``limit`` sees no more of them than that.
+        """
         default = limit is None or limit == RECENT_INTERACTIONS_PER_TYPE
         if default:
             cached = self._merged.get(user_id)
@@ -101,11 +141,14 @@ class CampaignData:
                 return cached[1]
         limit = RECENT_INTERACTIONS_PER_TYPE if limit is None else limit
         with self._lock:
-            extra = list(self._events.get(user_id, ()))
+            extra = [(ts, seq, row, etype)
+                     for etype, (_, heap) in self._events.get(user_id, {}).items()
+                     for ts, seq, row in heap]
             version = self._version.get(user_id, 0)
         if not extra:
             return self.model.recent_interactions(user_id, limit)
-        result = self._merge(user_id, extra, limit)
+        extra.sort()  # by time, then recording order
+        result = self._merge(user_id, [(ts, row, etype) for ts, _, row, etype in extra], limit)
         if default:  # cache the merge until the next record_interactions for this user
             with self._lock:
                 if self._version.get(user_id, 0) == version:
@@ -157,3 +200,4 @@ class CampaignData:
         rows = np.array([k[0] for k in keep], dtype=np.int64)
         rows.flags.writeable = False  # shared by later calls through the cache
         return rows, [k[1] for k in keep]
+
