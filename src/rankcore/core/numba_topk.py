@@ -202,8 +202,11 @@ def topk(users, table, bias, dim, k, allowed, exclude, exclude_offsets, scale, t
     a_arr = np.zeros((1, 1), dtype=np.uint8) if allowed is None else allowed.reshape(-1, n_rows)
     ex_rows, ex_off = _sorted_excludes(exclude, exclude_offsets, n_users)
     sc = np.float32(scale)
+    if n_users == 0:
+        return (np.zeros((0, kk), dtype=np.int64), np.zeros((0, kk), dtype=np.float32), np.zeros((0, kk)),
+                np.zeros(0, dtype=np.int64), np.zeros(0))
     n_threads = numba.config.NUMBA_NUM_THREADS if not threads else min(int(threads), numba.config.NUMBA_NUM_THREADS)
-    chunk = min(n_users, USER_CHUNK) or 1
+    chunk = min(n_users, USER_CHUNK)
     n_chunks = -(-n_users // chunk)
     max_ranges = max(1, n_rows * dim // MIN_RANGE_FLOATS)
     n_ranges = 1 if n_chunks >= n_threads else min(max_ranges, -(-n_threads // n_chunks))
@@ -217,9 +220,9 @@ def topk(users, table, bias, dim, k, allowed, exclude, exclude_offsets, scale, t
     bad = np.zeros(slots, dtype=np.bool_)
     args = (users, table, b_arr, has_bias, int(dim), sc, kk, a_arr, mode, ex_rows, ex_off, chunk, n_chunks,
             n_ranges, rows_per_range, hl, hr, size, m, s, bad)
-    if n_users and (n_threads == 1 or n_chunks * n_ranges == 1):
+    if n_threads == 1 or n_chunks * n_ranges == 1:
         _scan_serial(*args)
-    elif n_users:
+    else:
         previous = numba.get_num_threads()
         try:
             numba.set_num_threads(n_threads)
@@ -241,12 +244,13 @@ def _merge(users, table, b_arr, has_bias, dim, sc, kk, a_arr, mode, ex_rows, ex_
     logits = np.take_along_axis(hl, order, axis=1)
     counts = np.minimum(size.reshape(n_users, n_ranges).sum(axis=1), kk).astype(np.int64)
     m2 = m.reshape(n_users, n_ranges).astype(np.float64)
-    mx = m2.max(axis=1) if n_users else np.zeros(0)
-    with np.errstate(invalid="ignore"):
+    mx = m2.max(axis=1)
+    # users whose float32 logits overflowed have meaningless partial states; they are redone below
+    with np.errstate(divide="ignore", invalid="ignore"):
         terms = np.where(s.reshape(n_users, n_ranges) > 0,
                          s.reshape(n_users, n_ranges) * np.exp(m2 - mx[:, None]), 0.0)
-    lognorm = mx + np.log(terms.sum(axis=1))
-    scores = np.exp(logits.astype(np.float64) - lognorm[:, None])
+        lognorm = mx + np.log(terms.sum(axis=1))
+        scores = np.exp(logits.astype(np.float64) - lognorm[:, None])
     for u in np.flatnonzero(bad.reshape(n_users, n_ranges).any(axis=1)):
         fl = np.full(kk, -np.inf)
         fr = np.full(kk, _NO_ROW, dtype=np.int64)
