@@ -31,7 +31,9 @@
  *   every tile shape (8 lane sums over the dimension, then the fixed tree
  *   ((l0+l1)+(l2+l3))+((l4+l5)+(l6+l7))), so a row's logit does not depend on its position, on
  *   the batch it is in or on the thread count: equal rows give exactly equal logits, and a batch
- *   returns exactly what single calls return.
+ *   returns the same rows and logits as single calls. The normaliser's float32 terms are taken
+ *   against a running max that depends on the block split, so it may differ by float32 rounding
+ *   (about 1e-8) between a batch, a single call and different thread counts.
  * - Log-sum-exp: running max m (float32) and sum s (float64); a block with a larger max rescales s
  *   by exp(m_old - m_new) in double; terms exp(l - m) are float32 (softmax.h's AVX2 exp, about
  *   1 ulp; std::exp on the serial kernel) summed in double. log_normalizer = m + log(s).
