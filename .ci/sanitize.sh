@@ -7,9 +7,8 @@
 #   (b) builds the extension with RANKCORE_SANITIZE=1 into a temporary directory (the
 #       normal in-place build is left alone) and runs tests/test_kernels.py, tests/test_response.py,
 #       tests/test_core.py and tests/test_topk.py (their numba cases left out: JIT code is not
-#       instrumented) against it
-#       with libasan (and libstdc++) preloaded; leak detection is off there because CPython is not
-#       leak-clean.
+#       instrumented) against it with libasan (and libstdc++) preloaded; leak detection
+#       is off there because CPython is not leak-clean.
 # Any ASAN/UBSAN report fails the script. Usage: PYTHON=python3 .ci/sanitize.sh
 set -euo pipefail
 
