@@ -750,6 +750,8 @@ py::ssize_t first_bad_id(const py::handle& ids, py::ssize_t max_len) {
 
 }  // namespace
 
+void bind_topk(py::module_& m);  // bind_topk.cpp
+
 PYBIND11_MODULE(_core, m) {
     m.doc() = "rankcore native kernels: batched gather -> dot -> softmax -> sort, and a string id index.";
 
@@ -812,4 +814,5 @@ ValueError for wrong shapes, IndexError for a position outside item_ids.)doc");
 
     const std::string warning = rankcore::kernel_env_warning();
     if (!warning.empty() && PyErr_WarnEx(PyExc_RuntimeWarning, warning.c_str(), 1) < 0) throw py::error_already_set();
+    bind_topk(m);
 }

@@ -13,6 +13,7 @@
 
 #include "rankcore/dot.h"
 #include "rankcore/softmax.h"
+#include "rankcore/topk.h"
 
 #if defined(_MSC_VER) && defined(RANKCORE_X86_64)
 #include <intrin.h>
@@ -21,10 +22,12 @@
 namespace rankcore {
 namespace {
 
-const KernelTable serial_table = {"serial", &dot_f32_serial, &gather_dot_f32_serial, &softmax_f32_serial};
+const KernelTable serial_table = {"serial", &dot_f32_serial, &gather_dot_f32_serial, &softmax_f32_serial,
+                                  &topk_kernels_serial};
 
 #if defined(RANKCORE_X86_64)
-const KernelTable avx2_table = {"avx2", &dot_f32_avx2, &gather_dot_f32_avx2, &softmax_f32_avx2};
+const KernelTable avx2_table = {"avx2", &dot_f32_avx2, &gather_dot_f32_avx2, &softmax_f32_avx2,
+                                &topk_kernels_avx2};
 
 bool cpu_has_avx2_fma() {
 #if defined(__GNUC__) || defined(__clang__)

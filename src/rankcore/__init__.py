@@ -24,6 +24,8 @@ from .core import (
     rank_batch,
     score,
     score_batch,
+    topk,
+    topk_batch,
 )
 from .core import native as _native
 from .errors import (
@@ -44,7 +46,7 @@ __all__ = [
     "rank_batch", "score", "score_batch", "available_backends", "build_info", "HAS_CPP",
     "HAS_NUMBA", "Model", "ModelFormatError", "load_model", "Campaign", "Client", "RankingResult",
     "PersonalizeError", "InvalidInputException", "ResourceNotFoundException", "datasets",
-    "FilterSyntaxError", "compile_filter",
+    "FilterSyntaxError", "compile_filter", "topk", "topk_batch",
 ]
 
 

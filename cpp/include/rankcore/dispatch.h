@@ -18,6 +18,8 @@
 
 namespace rankcore {
 
+struct TopKKernels;  // topk.h
+
 /// The per-ISA operations the scoring pipeline needs. See dot.h and softmax.h for contracts.
 struct KernelTable {
     const char* name;
@@ -25,6 +27,7 @@ struct KernelTable {
     void (*gather_dot)(const float* table, index_t ld, index_t dim, const float* user, const index_t* rows,
                        index_t n, const float* bias, float* out);
     bool (*softmax)(const float* logits, index_t n, float* scores);
+    const TopKKernels* topk;  ///< the catalog-wide top-K scan (topk.h)
 };
 
 /// Names of every kernel compiled into this build, best last ("serial", then "avx2" on x86-64).
