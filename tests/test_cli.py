@@ -17,6 +17,7 @@ import pytest
 import rankcore
 from rankcore import Campaign, Client
 from rankcore.cli import main
+from rankcore.filters import compile_filter
 from rankcore.model import load_model
 
 SRC = str(Path(rankcore.__file__).resolve().parent.parent)
@@ -64,6 +65,12 @@ def test_demo_then_rank_subprocess(tmp_path):
     ([], {}),
     (["--context", "DEVICE=desktop"], {"context": {"DEVICE": "desktop"}}),
     (["--metadata-columns", "ITEMS=GENRE,PRICE"], {"metadataColumns": {"ITEMS": ["GENRE", "PRICE"]}}),
+    # the JSON forms the AWS CLI takes
+    (["--context", '{"DEVICE": "desktop"}'], {"context": {"DEVICE": "desktop"}}),
+    (["--metadata-columns", '{"ITEMS": ["GENRE", "PRICE"]}'],
+     {"metadataColumns": {"ITEMS": ["GENRE", "PRICE"]}}),
+    (["--context", '{"DEVICE": "desktop"}', "--metadata-columns", '{"ITEMS":["GENRE"]}'],
+     {"context": {"DEVICE": "desktop"}, "metadataColumns": {"ITEMS": ["GENRE"]}}),
 ])
 def test_rank_matches_client(demo_dir, capsys, extra, request_extra):
     assert main(["rank", "--model", str(demo_dir), "--user-id", "12", "--input-list", *ITEMS,
@@ -83,6 +90,22 @@ def test_rank_with_filter(demo_dir, capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["personalizedRanking"]
     assert all("Comedy" in e["metadata"]["GENRE"].split("|") for e in out["personalizedRanking"])
+
+
+@pytest.mark.parametrize("values", [
+    ['{"GENRE": "\\"Comedy\\",\\"Drama\\""}'],   # JSON
+    ['GENRE="Comedy","Drama"'],                     # KEY=VALUE: the value keeps its commas
+])
+def test_rank_filter_values_json_or_key_value(demo_dir, capsys, values):
+    expr = "INCLUDE ItemID WHERE Items.GENRE IN ($GENRE)"
+    items = [str(i) for i in range(40)]
+    assert main(["rank", "--model", str(demo_dir), "--user-id", "12", "--input-list", *items,
+                 "--filter-expression", expr, "--filter-values", *values]) == 0
+    out = json.loads(capsys.readouterr().out)
+    campaign = Campaign(load_model(demo_dir), name="rankcore")
+    want = campaign.rank("12", items, filter=compile_filter(expr), filter_values={"GENRE": '"Comedy","Drama"'})
+    assert [e["itemId"] for e in out["personalizedRanking"]] == list(want.item_ids)
+    assert 0 < len(want.item_ids) < len(items)
 
 
 def test_info(demo_dir, capsys):
@@ -108,6 +131,10 @@ def test_help(command, capsys):
     (["rank", "--user-id", "1", "--input-list", "1"], 2, "--model"),
     (["rank", "--model", "{demo}", "--user-id", "1", "--input-list", "1", "--context", "DEVICE"], 2, "KEY=VALUE"),
     (["rank", "--model", "{demo}", "--user-id", "1", "--input-list", "1", "--filter-values", "{x"], 2, "JSON"),
+    (["rank", "--model", "{demo}", "--user-id", "1", "--input-list", "1", "--filter-values", "G"], 2, "KEY=VALUE"),
+    (["rank", "--model", "{demo}", "--user-id", "1", "--input-list", "1", "--context", '{"DEVICE": 1}'], 2, "string"),
+    (["rank", "--model", "{demo}", "--user-id", "1", "--input-list", "1", "--context", '["DEVICE"]'], 2, "KEY=VALUE"),
+    (["rank", "--model", "{demo}", "--user-id", "1", "--input-list", "1", "--metadata-columns", '{"ITEMS": "GENRE"}'], 2, "list"),
     (["rank", "--model", "{demo}", "--user-id", "1", "--input-list", "1", "--filter-values", "{}"], 1, "--filter-expression"),
     (["rank", "--model", "{demo}", "--user-id", "1", "--input-list", "1", "--context", "WEATHER=rain"], 1, "WEATHER"),
     (["rank", "--model", "{demo}", "--user-id", "1", "--input-list", "1", "--metadata-columns", "ITEMS=NOPE"], 1, "NOPE"),

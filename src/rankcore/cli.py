@@ -44,26 +44,62 @@ def parse_key_values(text: str, what: str) -> dict:
     return out
 
 
+def _json_object_arg(text: str, what: str) -> dict:
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{what} is not valid JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"{what} must be a JSON object, got {text!r}")
+    return value
+
+
+def _is_json(text: str) -> bool:
+    return text.lstrip().startswith("{")
+
+
+def _string_map(value: dict, what: str) -> dict:
+    for k, v in value.items():
+        if not isinstance(v, str):
+            raise argparse.ArgumentTypeError(f"{what} value for {k!r} must be a string, got {v!r}")
+    return value
+
+
 def _context_arg(text: str) -> dict:
+    """``DEVICE=mobile`` or ``K1=V1,K2=V2`` (the AWS CLI shorthand), or the JSON object the AWS
+    CLI also takes: ``{"DEVICE": "mobile phone"}``."""
+    if _is_json(text):
+        return _string_map(_json_object_arg(text, "--context"), "--context")
     return parse_key_values(text, "--context")
 
 
 def _metadata_arg(text: str) -> dict:
-    """``ITEMS=genre`` or ``ITEMS=genre,price`` -> ``{"ITEMS": ["genre", "price"]}``."""
+    """``ITEMS=genre`` or ``ITEMS=genre,price`` -> ``{"ITEMS": ["genre", "price"]}``; or the JSON
+    object the AWS CLI takes: ``{"ITEMS": ["genre", "price"]}``."""
+    if _is_json(text):
+        value = _json_object_arg(text, "--metadata-columns")
+        for k, v in value.items():
+            if not isinstance(v, list) or not all(isinstance(c, str) for c in v):
+                raise argparse.ArgumentTypeError(
+                    f"--metadata-columns value for {k!r} must be a list of column names, got {v!r}")
+        return value
     key, sep, cols = text.partition("=")
     if not sep or not key.strip() or not cols:
-        raise argparse.ArgumentTypeError(f"--metadata-columns must look like ITEMS=col1,col2, got {text!r}")
+        raise argparse.ArgumentTypeError(f"--metadata-columns must look like ITEMS=col1,col2 or "
+                                         f'{{"ITEMS": ["col1", "col2"]}}, got {text!r}')
     return {key.strip(): [c for c in cols.split(",") if c]}
 
 
-def _json_object_arg(text: str) -> dict:
-    try:
-        value = json.loads(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"not valid JSON ({exc})") from None
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError("must be a JSON object")
-    return value
+def _filter_values_arg(text: str) -> dict:
+    """A JSON object ``{"G": "\"Comedy\""}``, or one ``KEY=VALUE`` per flag: everything after the
+    first ``=`` is the value, commas included (``G="Comedy","Drama"``)."""
+    if _is_json(text):
+        return _string_map(_json_object_arg(text, "--filter-values"), "--filter-values")
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(
+            f"--filter-values must look like KEY=VALUE or a JSON object, got {text!r}")
+    return {key.strip(): value}
 
 
 def _workers(text: str):
@@ -145,8 +181,9 @@ def cmd_rank(args) -> int:
         raise CommandError("--filter-values needs --filter-expression")
     if args.filter_expression is not None:
         request["filterArn"] = campaign.create_filter("cli", args.filter_expression)
-        if args.filter_values:
-            request["filterValues"] = args.filter_values
+        filter_values = _merge_dicts(args.filter_values)
+        if filter_values:
+            request["filterValues"] = filter_values
     meta = _merge_dicts(args.metadata_columns)
     if meta:
         request["metadataColumns"] = meta
@@ -248,14 +285,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, metavar="DIR", help="model directory")
     p.add_argument("--user-id", required=True)
     p.add_argument("--input-list", required=True, nargs="+", metavar="ITEM_ID")
-    p.add_argument("--context", type=_context_arg, action="append", metavar="KEY=VALUE",
-                   help="context entries, e.g. DEVICE=desktop (repeatable, or comma-separated)")
+    p.add_argument("--context", type=_context_arg, action="append", metavar="KEY=VALUE|JSON",
+                   help="context entries: DEVICE=desktop (repeatable, or comma-separated) or "
+                        "a JSON object as the AWS CLI takes it, '{\"DEVICE\": \"mobile phone\"}'")
     p.add_argument("--filter-expression", metavar="EXPR",
                    help='a filter expression, e.g. \'EXCLUDE ItemID WHERE Items.GENRE IN ($G)\'')
-    p.add_argument("--filter-values", type=_json_object_arg, metavar="JSON",
-                   help='placeholder values, e.g. \'{"G": "\\"Comedy\\""}\'')
-    p.add_argument("--metadata-columns", type=_metadata_arg, action="append", metavar="ITEMS=COLS",
-                   help="item metadata to return, e.g. ITEMS=GENRE,PRICE")
+    p.add_argument("--filter-values", type=_filter_values_arg, action="append",
+                   metavar="KEY=VALUE|JSON",
+                   help='placeholder values: G=\'"Comedy","Drama"\' (one per flag, repeatable; the '
+                        'value is everything after the first =) or a JSON object, e.g. '
+                        '\'{"G": "\\"Comedy\\""}\'')
+    p.add_argument("--metadata-columns", type=_metadata_arg, action="append", metavar="ITEMS=COLS|JSON",
+                   help='item metadata to return: ITEMS=GENRE,PRICE or a JSON object, '
+                        'e.g. \'{"ITEMS": ["GENRE"]}\'')
     p.add_argument("--campaign-name", default="rankcore", help="name in the campaign ARN (default rankcore)")
     p.add_argument("--max-input-items", type=_positive_int, default=None,
                    help="enforce the service's item limit (default: no limit, as in the library)")
