@@ -1,9 +1,12 @@
 """The ``rankcore`` command line: ``demo``, ``rank``, ``info``, ``serve`` and ``batch``.
 
 ``main(argv=None) -> int`` is the console-script entry point (``python -m rankcore`` too). Every
-subcommand has ``--help``; a bad argument or a bad model gives a one-line ``rankcore: error: ...``
-on stderr and a non-zero exit status (2 for usage errors, 1 for everything else), never a
-traceback.
+subcommand has ``--help``; ``rankcore`` with no arguments prints the help and exits 2 (nothing was
+done). A bad argument or a bad model gives a one-line ``rankcore: error: ...`` on stderr and a
+non-zero exit status (2 for usage errors, 1 for everything else), never a traceback. Output into
+a closed pipe (``rankcore info DIR | head -1``) ends the command quietly with status 141, what a
+shell reports for a tool killed by SIGPIPE. ``--version`` and ``info`` name the active backend and
+SIMD kernel.
 
 ``rankcore rank`` prints what ``aws personalize-runtime get-personalized-ranking`` prints for the
 same request (the response body, 4-space indented JSON). ``rankcore serve`` is documented in
@@ -15,17 +18,22 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from typing import Sequence
 
 __all__ = ["main", "build_parser"]
 
-from . import __version__
+from . import __version__, build_info
 from .datasets import synthetic
 from .model import load_model
 from .personalize import DEFAULT_ACCOUNT, DEFAULT_REGION, Campaign, Client
 
 PROG = "rankcore"
+
+#: Exit status after a write into a closed pipe: 128 + SIGPIPE, what a shell reports for a tool
+#: that SIGPIPE killed (Python ignores SIGPIPE, so it would otherwise see BrokenPipeError).
+EXIT_BROKEN_PIPE = 128 + int(getattr(signal, "SIGPIPE", 13))
 
 
 class CommandError(Exception):
@@ -194,6 +202,24 @@ def cmd_rank(args) -> int:
     return 0
 
 
+def backend_description(info: dict | None = None) -> str:
+    """``"backend cpp, SIMD kernel avx2"``: what ranks, from :func:`rankcore.build_info`."""
+    info = build_info() if info is None else info
+    kernel = info.get("simd_kernel") or "none (no native extension)"
+    return f"backend {info['default_backend']}, SIMD kernel {kernel}"
+
+
+class _VersionAction(argparse.Action):
+    """``--version``: the version and the active backend and kernel (looked up only when asked)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"{PROG} {__version__} ({backend_description()})")
+        parser.exit()
+
+
 def model_info(model, path: str | None = None) -> dict:
     """What ``rankcore info`` reports, as a dict."""
     table = model.item_table
@@ -217,6 +243,9 @@ def model_info(model, path: str | None = None) -> dict:
 
 def cmd_info(args) -> int:
     info = model_info(_load(args.dir), args.dir)
+    build = build_info()
+    info["backend"] = build["default_backend"]
+    info["simd_kernel"] = build["simd_kernel"]
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
@@ -234,6 +263,7 @@ def cmd_info(args) -> int:
     print(f"user metadata  {fmt(info['user_columns'])}")
     print(f"interactions   {info['interactions']}"
           + (f" ({', '.join(info['event_types'])})" if info["event_types"] else ""))
+    print(f"ranking        {backend_description(build)}")
     return 0
 
 
@@ -262,7 +292,8 @@ def cmd_batch(argv: list) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG, description="Fast local personalized ranking with Amazon Personalize semantics.")
-    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    parser.add_argument("--version", action=_VersionAction,
+                        help="print the version, the active backend and SIMD kernel, and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
@@ -270,11 +301,11 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Write a synthetic model with planted genre preferences, a DEVICE "
                                    "context, item metadata (GENRE, PRICE, CREATION_TIMESTAMP), user "
                                    "AGE and interaction histories.")
-    p.add_argument("dir", metavar="DIR")
+    p.add_argument("dir", metavar="DIR", help="directory to write the model into (created if missing)")
     p.add_argument("--users", type=_positive_int, default=1000, help="number of users (default 1000)")
     p.add_argument("--items", type=_positive_int, default=10000, help="number of items (default 10000)")
     p.add_argument("--dim", type=_positive_int, default=64, help="embedding dimension (default 64)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--item-bias", action="store_true", help="add a popularity bias per item")
     p.add_argument("--force", action="store_true", help="overwrite a model already in DIR")
     p.set_defaults(func=cmd_demo)
@@ -283,8 +314,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Rank --input-list for --user-id and print the JSON that "
                                    "'aws personalize-runtime get-personalized-ranking' prints.")
     p.add_argument("--model", required=True, metavar="DIR", help="model directory")
-    p.add_argument("--user-id", required=True)
-    p.add_argument("--input-list", required=True, nargs="+", metavar="ITEM_ID")
+    p.add_argument("--user-id", required=True, help="the user to rank for")
+    p.add_argument("--input-list", required=True, nargs="+", metavar="ITEM_ID",
+                   help="the item IDs to rank (unknown IDs come last, as the service puts them)")
     p.add_argument("--context", type=_context_arg, action="append", metavar="KEY=VALUE|JSON",
                    help="context entries: DEVICE=desktop (repeatable, or comma-separated) or "
                         "a JSON object as the AWS CLI takes it, '{\"DEVICE\": \"mobile phone\"}'")
@@ -306,7 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="describe a model directory",
                        description="Print what a model holds: counts, dimension, dtype, context "
                                    "fields, metadata columns and interactions.")
-    p.add_argument("dir", metavar="DIR")
+    p.add_argument("dir", metavar="DIR", help="model directory")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_info)
 
@@ -370,8 +402,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         if i is not None and argv[i] == "batch":
             return cmd_batch(argv[i + 1:])
         parser = build_parser()
+        if not argv:
+            parser.print_help()
+            return 2
         args = parser.parse_args(argv)
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
+        return code
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
     except SystemExit as exc:  # argparse: --help (0) and usage errors (2)
         return exc.code if isinstance(exc.code, int) else 1
     except KeyboardInterrupt:
@@ -382,6 +422,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # never a traceback for the user
         print(f"{PROG}: error: {type(exc).__name__}: {_one_line(exc)}", file=sys.stderr)
         return 1
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that flushing it at exit does not fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # stdout without a file descriptor (captured): nothing to do
+        pass
 
 
 def _one_line(exc: BaseException) -> str:
