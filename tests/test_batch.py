@@ -124,6 +124,17 @@ def test_bad_line_messages(campaign):
     assert "NOPE" in errors[4]
 
 
+@pytest.mark.parametrize("others", [0, 40])  # alone, or in a chunk of good lines (lean path)
+def test_bare_string_item_list_is_a_failed_line(campaign, others):
+    good = [json.dumps({"userId": "1", "itemList": ["3", "4", "10"]})] * others
+    lines = good + ['{"userId": "12", "itemList": "3410"}'] + good
+    out = [orjson.loads(o) for o in batch.rank_lines(campaign, lines)]
+    bad = out[others]
+    assert bad["output"] is None and bad["input"]["itemList"] == "3410"
+    assert "'itemList' must be a list of strings, got a string" == bad["error"]
+    assert all(o["error"] is None for i, o in enumerate(out) if i != others)
+
+
 def test_semantics_unknown_duplicates_cold_start_empty(campaign):
     (o,) = batch.rank_lines(campaign, ['{"userId": "no-such-user", "itemList": ["5", "x", "5", "6", "y", "x"]}'])
     got = orjson.loads(o)["output"]
@@ -283,11 +294,13 @@ def test_progress_callback_and_bar(tmp_path, model_dir):
                   progress=lambda n, i, b: seen.append((n, i, b)))
     assert sum(x[0] for x in seen) == 100 and sum(x[1] for x in seen) == s.items
     assert sum(x[2] for x in seen) == os.path.getsize(inp)
-    bar = batch._Progress(1000, stream=io.StringIO())
-    bar.update(10, 5000, 500, force=True)
+    pytest.importorskip("tqdm")
+    stream = io.StringIO()
+    bar = batch._Progress(1000, stream=stream)
+    bar.update(10, 5000, 500)
     bar.close()
-    text = bar.stream.getvalue()
-    assert "10 lines" in text and "50.0%" in text and "ETA" in text
+    text = stream.getvalue()
+    assert "rankcore batch" in text and "50%" in text and "10 lines, 5,000 items" in text
 
 
 # --------------------------------------------------------------------------- output safety
@@ -330,27 +343,42 @@ def test_retried_partition_writes_one_part(tmp_path, model_dir):
     assert a == b and a["lines"] == 50 and a["data"] is None
 
 
-def test_sigterm_removes_temporary_output(tmp_path, model_dir):
+def _finished_part_in_progress(directory) -> bool:
+    return any(name.endswith(".jsonl") for d in leftovers(directory)
+               if os.path.isdir(os.path.join(directory, d)) for name in os.listdir(os.path.join(directory, d)))
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("mode", ["file", "parts", pytest.param("dask-parts", marks=pytest.mark.slow)])
+def test_sigterm_removes_temporary_output(tmp_path, model_dir, mode, sig):
+    """SIGTERM, or Ctrl-C (SIGINT to the whole process group, Dask workers included): exit 130,
+    "no output written" and no traceback, and nothing left: no OUTPUT, no OUTPUT.tmp-*."""
+    if mode == "dask-parts":
+        pytest.importorskip("distributed")
     lines, _ = make_lines(4000, seed=9)
     inp = write_input(tmp_path / "in.jsonl", lines * 10)
     out = tmp_path / "out.jsonl"
+    extra = {"file": [], "parts": ["--parts", "--partition-size", "64K"],
+             "dask-parts": ["--parts", "--partition-size", "64K", "--scheduler", "local"]}[mode]
     env = dict(os.environ, PYTHONPATH=SRC + os.pathsep + os.environ.get("PYTHONPATH", ""))
     proc = subprocess.Popen([sys.executable, "-m", "rankcore.batch", "--model", model_dir,
-                             "--input", inp, "--output", str(out), "--chunk-size", "16", "--quiet"],
-                            env=env, stderr=subprocess.PIPE)
+                             "--input", inp, "--output", str(out), "--chunk-size", "16", "--quiet",
+                             *extra], env=env, stderr=subprocess.PIPE, start_new_session=True)
+    started = leftovers if mode == "file" else _finished_part_in_progress
     try:
-        deadline = time.monotonic() + 60
-        while not leftovers(tmp_path) and proc.poll() is None and time.monotonic() < deadline:
+        deadline = time.monotonic() + 120
+        while not started(tmp_path) and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.02)
-        assert leftovers(tmp_path), "the job finished before it could be interrupted"
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=60)
+        assert started(tmp_path), "the job finished before it could be interrupted"
+        os.killpg(proc.pid, sig)
+        _, err = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
     assert proc.returncode == 130, err
-    assert b"interrupted" in err and b"Traceback" not in err
+    assert b"interrupted; no output written" in err and b"Traceback" not in err
+    time.sleep(0.5)  # a task still running somewhere would add its part now
     assert not out.exists() and leftovers(tmp_path) == []
 
 
@@ -367,9 +395,12 @@ def test_cli_exit_codes(tmp_path, model_dir, capsys):
     assert "5 lines (0 failed)" in capsys.readouterr().err
     lines, bad = make_lines(50)
     inp2 = write_input(tmp_path / "mixed.jsonl", lines)
-    assert cli("--model", model_dir, "--input", inp2, "--output", tmp_path / "o2.jsonl",
+    assert cli("--model", model_dir, "--input", inp2, "--output", tmp_path / "o2.jsonl") == 1
+    first = ", ".join(f"{inp2}:{i + 1}" for i in sorted(bad)[:5])
+    assert f"({len(bad)} failed: {first}, ...)" in capsys.readouterr().err
+    assert cli("--model", model_dir, "--input", inp2, "--output", tmp_path / "o3.jsonl",
                "--quiet") == 1
-    assert f"({len(bad)} failed)" in capsys.readouterr().err
+    assert capsys.readouterr().err == ""  # --quiet: no summary, the status says it
     assert sum(1 for _ in open(tmp_path / "o2.jsonl", "rb")) == 50
     for argv in (["--model", model_dir, "--input", tmp_path / "nope*.jsonl"],
                  ["--model", tmp_path / "no-model", "--input", inp],
@@ -480,3 +511,56 @@ def test_collector_threshold_is_restored(tmp_path, model_dir, monkeypatch):
     batch.run(model_dir, inp, tmp_path / "o.jsonl", chunk_size=16, quiet=True)
     assert during and set(during) == {max(before[0], batch._GC_THRESHOLD0)}
     assert gc.get_threshold() == before
+
+
+_DYING_WORKER = """
+import os, sys
+from rankcore import batch
+from rankcore.batch import dask as engine, local
+
+model, inp, out, marker = sys.argv[1:5]
+real = local.rank_partition
+
+
+def dying(model, part, **kw):  # a worker killed while it wrote its part, once
+    if part.index == 1 and kw.get("part_dir") and not os.path.exists(marker):
+        open(marker, "w").close()
+        with open(os.path.join(kw["part_dir"], part.part_name + ".tmp-killed"), "wb") as f:
+            f.write(b'{"half": "written"}\\n')
+        os._exit(1)
+    return real(model, part, **kw)
+
+
+engine.rank_partition = dying
+if __name__ == "__main__":
+    from distributed import Client
+    cluster = batch.local_cluster(n_workers=2)
+    client = Client(cluster)
+    try:
+        s = batch.run(model, inp, out, scheduler=client, partition_bytes=1500, parts=True,
+                      quiet=True)
+    finally:
+        client.close()
+        cluster.close()
+    print(s.lines, s.partitions)
+"""
+
+
+@pytest.mark.slow
+def test_dask_parts_after_a_killed_worker_hold_only_the_manifest_parts(tmp_path, model_dir):
+    pytest.importorskip("distributed")
+    lines, _ = make_lines(200, seed=14)
+    inp = write_input(tmp_path / "in.jsonl", lines)
+    script = tmp_path / "dying.py"
+    script.write_text(_DYING_WORKER)
+    out, marker = tmp_path / "parts", tmp_path / "killed"
+    env = dict(os.environ, PYTHONPATH=SRC + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.run([sys.executable, str(script), model_dir, inp, str(out), str(marker)],
+                          env=env, capture_output=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr.decode()[-3000:]
+    assert marker.exists()  # a worker did die while it wrote part 1
+    manifest = json.loads((out / batch.MANIFEST_NAME).read_text())
+    assert sorted(os.listdir(out)) == sorted([batch.MANIFEST_NAME] + [p["file"] for p in manifest["parts"]])
+    got = b"".join((out / name).read_bytes() for name in sorted(os.listdir(out)) if name.startswith("part-"))
+    assert got.count(b"\n") == len(lines) == manifest["lines"]
+    assert leftovers(tmp_path) == []

@@ -6,8 +6,10 @@ itself is tested in test_server.py.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +18,8 @@ import pytest
 
 import rankcore
 from rankcore import Campaign, Client
-from rankcore.cli import main
+from rankcore.cli import build_parser, main
+from rankcore.filters import compile_filter
 from rankcore.model import load_model
 
 SRC = str(Path(rankcore.__file__).resolve().parent.parent)
@@ -64,6 +67,12 @@ def test_demo_then_rank_subprocess(tmp_path):
     ([], {}),
     (["--context", "DEVICE=desktop"], {"context": {"DEVICE": "desktop"}}),
     (["--metadata-columns", "ITEMS=GENRE,PRICE"], {"metadataColumns": {"ITEMS": ["GENRE", "PRICE"]}}),
+    # the JSON forms the AWS CLI takes
+    (["--context", '{"DEVICE": "desktop"}'], {"context": {"DEVICE": "desktop"}}),
+    (["--metadata-columns", '{"ITEMS": ["GENRE", "PRICE"]}'],
+     {"metadataColumns": {"ITEMS": ["GENRE", "PRICE"]}}),
+    (["--context", '{"DEVICE": "desktop"}', "--metadata-columns", '{"ITEMS":["GENRE"]}'],
+     {"context": {"DEVICE": "desktop"}, "metadataColumns": {"ITEMS": ["GENRE"]}}),
 ])
 def test_rank_matches_client(demo_dir, capsys, extra, request_extra):
     assert main(["rank", "--model", str(demo_dir), "--user-id", "12", "--input-list", *ITEMS,
@@ -85,6 +94,22 @@ def test_rank_with_filter(demo_dir, capsys):
     assert all("Comedy" in e["metadata"]["GENRE"].split("|") for e in out["personalizedRanking"])
 
 
+@pytest.mark.parametrize("values", [
+    ['{"GENRE": "\\"Comedy\\",\\"Drama\\""}'],   # JSON
+    ['GENRE="Comedy","Drama"'],                     # KEY=VALUE: the value keeps its commas
+])
+def test_rank_filter_values_json_or_key_value(demo_dir, capsys, values):
+    expr = "INCLUDE ItemID WHERE Items.GENRE IN ($GENRE)"
+    items = [str(i) for i in range(40)]
+    assert main(["rank", "--model", str(demo_dir), "--user-id", "12", "--input-list", *items,
+                 "--filter-expression", expr, "--filter-values", *values]) == 0
+    out = json.loads(capsys.readouterr().out)
+    campaign = Campaign(load_model(demo_dir), name="rankcore")
+    want = campaign.rank("12", items, filter=compile_filter(expr), filter_values={"GENRE": '"Comedy","Drama"'})
+    assert [e["itemId"] for e in out["personalizedRanking"]] == list(want.item_ids)
+    assert 0 < len(want.item_ids) < len(items)
+
+
 def test_info(demo_dir, capsys):
     assert main(["info", str(demo_dir)]) == 0
     text = capsys.readouterr().out
@@ -103,11 +128,14 @@ def test_help(command, capsys):
 
 
 @pytest.mark.parametrize("argv,code,needle", [
-    ([], 2, "required"),
     (["frobnicate"], 2, "invalid choice"),
     (["rank", "--user-id", "1", "--input-list", "1"], 2, "--model"),
     (["rank", "--model", "{demo}", "--user-id", "1", "--input-list", "1", "--context", "DEVICE"], 2, "KEY=VALUE"),
     (["rank", "--model", "{demo}", "--user-id", "1", "--input-list", "1", "--filter-values", "{x"], 2, "JSON"),
+    (["rank", "--model", "{demo}", "--user-id", "1", "--input-list", "1", "--filter-values", "G"], 2, "KEY=VALUE"),
+    (["rank", "--model", "{demo}", "--user-id", "1", "--input-list", "1", "--context", '{"DEVICE": 1}'], 2, "string"),
+    (["rank", "--model", "{demo}", "--user-id", "1", "--input-list", "1", "--context", '["DEVICE"]'], 2, "KEY=VALUE"),
+    (["rank", "--model", "{demo}", "--user-id", "1", "--input-list", "1", "--metadata-columns", '{"ITEMS": "GENRE"}'], 2, "list"),
     (["rank", "--model", "{demo}", "--user-id", "1", "--input-list", "1", "--filter-values", "{}"], 1, "--filter-expression"),
     (["rank", "--model", "{demo}", "--user-id", "1", "--input-list", "1", "--context", "WEATHER=rain"], 1, "WEATHER"),
     (["rank", "--model", "{demo}", "--user-id", "1", "--input-list", "1", "--metadata-columns", "ITEMS=NOPE"], 1, "NOPE"),
@@ -135,6 +163,55 @@ def test_errors_are_one_line(demo_dir, tmp_path, capsys, argv, code, needle):
     assert "Traceback" not in err
     if code == 1:
         assert err.count("\n") == 1 and err.startswith("rankcore: error: ")
+
+
+def test_no_arguments_prints_the_help(capsys):
+    assert main([]) == 2
+    out = capsys.readouterr().out
+    assert out.startswith("usage: rankcore") and "demo" in out and "batch" in out
+
+
+def _all_parsers():
+    parser = build_parser()
+    yield "rankcore", parser
+    for action in parser._actions:  # the subcommands' parsers: only argparse's own list has them
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                if name == "batch":  # its arguments are added by rankcore.batch
+                    batch = pytest.importorskip("rankcore.batch")
+                    sub = batch.configure_parser(argparse.ArgumentParser(prog="rankcore batch"))
+                yield name, sub
+
+
+def test_every_argument_has_help():
+    missing = [(name, a.dest) for name, parser in _all_parsers() for a in parser._actions
+               if not isinstance(a, argparse._SubParsersAction) and not a.help]
+    assert missing == []
+
+
+def test_version_and_info_name_the_backend_and_kernel(demo_dir, capsys):
+    build = rankcore.build_info()
+    kernel = build["simd_kernel"] or "none"
+    r = run("--version")
+    assert r.returncode == 0 and r.stdout.startswith(f"rankcore {rankcore.__version__}")
+    assert f"backend {build['default_backend']}" in r.stdout and f"SIMD kernel {kernel}" in r.stdout
+    assert main(["info", str(demo_dir)]) == 0
+    text = capsys.readouterr().out
+    assert f"backend {build['default_backend']}" in text and f"SIMD kernel {kernel}" in text
+    assert main(["info", "--json", str(demo_dir)]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["backend"] == build["default_backend"] and info["simd_kernel"] == build["simd_kernel"]
+
+
+def test_closed_pipe_is_quiet_subprocess(demo_dir):
+    """``rankcore info DIR | head -1``: no "Broken pipe" message, the status of a SIGPIPE'd tool."""
+    env = dict(os.environ, PYTHONPATH=SRC + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.Popen([sys.executable, "-m", "rankcore", "info", str(demo_dir)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # the reader is gone before the first line is written
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 128 + signal.SIGPIPE
+    assert err == b""
 
 
 def test_bad_model_subprocess_no_traceback(tmp_path):

@@ -1,9 +1,12 @@
 """The ``rankcore`` command line: ``demo``, ``rank``, ``info``, ``serve`` and ``batch``.
 
 ``main(argv=None) -> int`` is the console-script entry point (``python -m rankcore`` too). Every
-subcommand has ``--help``; a bad argument or a bad model gives a one-line ``rankcore: error: ...``
-on stderr and a non-zero exit status (2 for usage errors, 1 for everything else), never a
-traceback.
+subcommand has ``--help``; ``rankcore`` with no arguments prints the help and exits 2 (nothing was
+done). A bad argument or a bad model gives a one-line ``rankcore: error: ...`` on stderr and a
+non-zero exit status (2 for usage errors, 1 for everything else), never a traceback. Output into
+a closed pipe (``rankcore info DIR | head -1``) ends the command quietly with status 141, what a
+shell reports for a tool killed by SIGPIPE. ``--version`` and ``info`` name the active backend and
+SIMD kernel.
 
 ``rankcore rank`` prints what ``aws personalize-runtime get-personalized-ranking`` prints for the
 same request (the response body, 4-space indented JSON). ``rankcore serve`` is documented in
@@ -15,17 +18,22 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from typing import Sequence
 
 __all__ = ["main", "build_parser"]
 
-from . import __version__
+from . import __version__, build_info
 from .datasets import synthetic
 from .model import load_model
 from .personalize import DEFAULT_ACCOUNT, DEFAULT_REGION, Campaign, Client
 
 PROG = "rankcore"
+
+#: Exit status after a write into a closed pipe: 128 + SIGPIPE, what a shell reports for a tool
+#: that SIGPIPE killed (Python ignores SIGPIPE, so it would otherwise see BrokenPipeError).
+EXIT_BROKEN_PIPE = 128 + int(getattr(signal, "SIGPIPE", 13))
 
 
 class CommandError(Exception):
@@ -44,26 +52,62 @@ def parse_key_values(text: str, what: str) -> dict:
     return out
 
 
+def _json_object_arg(text: str, what: str) -> dict:
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{what} is not valid JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"{what} must be a JSON object, got {text!r}")
+    return value
+
+
+def _is_json(text: str) -> bool:
+    return text.lstrip().startswith("{")
+
+
+def _string_map(value: dict, what: str) -> dict:
+    for k, v in value.items():
+        if not isinstance(v, str):
+            raise argparse.ArgumentTypeError(f"{what} value for {k!r} must be a string, got {v!r}")
+    return value
+
+
 def _context_arg(text: str) -> dict:
+    """``DEVICE=mobile`` or ``K1=V1,K2=V2`` (the AWS CLI shorthand), or the JSON object the AWS
+    CLI also takes: ``{"DEVICE": "mobile phone"}``."""
+    if _is_json(text):
+        return _string_map(_json_object_arg(text, "--context"), "--context")
     return parse_key_values(text, "--context")
 
 
 def _metadata_arg(text: str) -> dict:
-    """``ITEMS=genre`` or ``ITEMS=genre,price`` -> ``{"ITEMS": ["genre", "price"]}``."""
+    """``ITEMS=genre`` or ``ITEMS=genre,price`` -> ``{"ITEMS": ["genre", "price"]}``; or the JSON
+    object the AWS CLI takes: ``{"ITEMS": ["genre", "price"]}``."""
+    if _is_json(text):
+        value = _json_object_arg(text, "--metadata-columns")
+        for k, v in value.items():
+            if not isinstance(v, list) or not all(isinstance(c, str) for c in v):
+                raise argparse.ArgumentTypeError(
+                    f"--metadata-columns value for {k!r} must be a list of column names, got {v!r}")
+        return value
     key, sep, cols = text.partition("=")
     if not sep or not key.strip() or not cols:
-        raise argparse.ArgumentTypeError(f"--metadata-columns must look like ITEMS=col1,col2, got {text!r}")
+        raise argparse.ArgumentTypeError(f"--metadata-columns must look like ITEMS=col1,col2 or "
+                                         f'{{"ITEMS": ["col1", "col2"]}}, got {text!r}')
     return {key.strip(): [c for c in cols.split(",") if c]}
 
 
-def _json_object_arg(text: str) -> dict:
-    try:
-        value = json.loads(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"not valid JSON ({exc})") from None
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError("must be a JSON object")
-    return value
+def _filter_values_arg(text: str) -> dict:
+    """A JSON object ``{"G": "\"Comedy\""}``, or one ``KEY=VALUE`` per flag: everything after the
+    first ``=`` is the value, commas included (``G="Comedy","Drama"``)."""
+    if _is_json(text):
+        return _string_map(_json_object_arg(text, "--filter-values"), "--filter-values")
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(
+            f"--filter-values must look like KEY=VALUE or a JSON object, got {text!r}")
+    return {key.strip(): value}
 
 
 def _workers(text: str):
@@ -145,8 +189,9 @@ def cmd_rank(args) -> int:
         raise CommandError("--filter-values needs --filter-expression")
     if args.filter_expression is not None:
         request["filterArn"] = campaign.create_filter("cli", args.filter_expression)
-        if args.filter_values:
-            request["filterValues"] = args.filter_values
+        filter_values = _merge_dicts(args.filter_values)
+        if filter_values:
+            request["filterValues"] = filter_values
     meta = _merge_dicts(args.metadata_columns)
     if meta:
         request["metadataColumns"] = meta
@@ -155,6 +200,24 @@ def cmd_rank(args) -> int:
     response.pop("ResponseMetadata", None)
     print(json.dumps(response, indent=4, ensure_ascii=False))
     return 0
+
+
+def backend_description(info: dict | None = None) -> str:
+    """``"backend cpp, SIMD kernel avx2"``: what ranks, from :func:`rankcore.build_info`."""
+    info = build_info() if info is None else info
+    kernel = info.get("simd_kernel") or "none (no native extension)"
+    return f"backend {info['default_backend']}, SIMD kernel {kernel}"
+
+
+class _VersionAction(argparse.Action):
+    """``--version``: the version and the active backend and kernel (looked up only when asked)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"{PROG} {__version__} ({backend_description()})")
+        parser.exit()
 
 
 def model_info(model, path: str | None = None) -> dict:
@@ -180,6 +243,9 @@ def model_info(model, path: str | None = None) -> dict:
 
 def cmd_info(args) -> int:
     info = model_info(_load(args.dir), args.dir)
+    build = build_info()
+    info["backend"] = build["default_backend"]
+    info["simd_kernel"] = build["simd_kernel"]
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
@@ -197,6 +263,7 @@ def cmd_info(args) -> int:
     print(f"user metadata  {fmt(info['user_columns'])}")
     print(f"interactions   {info['interactions']}"
           + (f" ({', '.join(info['event_types'])})" if info["event_types"] else ""))
+    print(f"ranking        {backend_description(build)}")
     return 0
 
 
@@ -225,7 +292,8 @@ def cmd_batch(argv: list) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG, description="Fast local personalized ranking with Amazon Personalize semantics.")
-    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    parser.add_argument("--version", action=_VersionAction,
+                        help="print the version, the active backend and SIMD kernel, and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
@@ -233,11 +301,11 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Write a synthetic model with planted genre preferences, a DEVICE "
                                    "context, item metadata (GENRE, PRICE, CREATION_TIMESTAMP), user "
                                    "AGE and interaction histories.")
-    p.add_argument("dir", metavar="DIR")
+    p.add_argument("dir", metavar="DIR", help="directory to write the model into (created if missing)")
     p.add_argument("--users", type=_positive_int, default=1000, help="number of users (default 1000)")
     p.add_argument("--items", type=_positive_int, default=10000, help="number of items (default 10000)")
     p.add_argument("--dim", type=_positive_int, default=64, help="embedding dimension (default 64)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--item-bias", action="store_true", help="add a popularity bias per item")
     p.add_argument("--force", action="store_true", help="overwrite a model already in DIR")
     p.set_defaults(func=cmd_demo)
@@ -246,16 +314,22 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Rank --input-list for --user-id and print the JSON that "
                                    "'aws personalize-runtime get-personalized-ranking' prints.")
     p.add_argument("--model", required=True, metavar="DIR", help="model directory")
-    p.add_argument("--user-id", required=True)
-    p.add_argument("--input-list", required=True, nargs="+", metavar="ITEM_ID")
-    p.add_argument("--context", type=_context_arg, action="append", metavar="KEY=VALUE",
-                   help="context entries, e.g. DEVICE=desktop (repeatable, or comma-separated)")
+    p.add_argument("--user-id", required=True, help="the user to rank for")
+    p.add_argument("--input-list", required=True, nargs="+", metavar="ITEM_ID",
+                   help="the item IDs to rank (unknown IDs come last, as the service puts them)")
+    p.add_argument("--context", type=_context_arg, action="append", metavar="KEY=VALUE|JSON",
+                   help="context entries: DEVICE=desktop (repeatable, or comma-separated) or "
+                        "a JSON object as the AWS CLI takes it, '{\"DEVICE\": \"mobile phone\"}'")
     p.add_argument("--filter-expression", metavar="EXPR",
                    help='a filter expression, e.g. \'EXCLUDE ItemID WHERE Items.GENRE IN ($G)\'')
-    p.add_argument("--filter-values", type=_json_object_arg, metavar="JSON",
-                   help='placeholder values, e.g. \'{"G": "\\"Comedy\\""}\'')
-    p.add_argument("--metadata-columns", type=_metadata_arg, action="append", metavar="ITEMS=COLS",
-                   help="item metadata to return, e.g. ITEMS=GENRE,PRICE")
+    p.add_argument("--filter-values", type=_filter_values_arg, action="append",
+                   metavar="KEY=VALUE|JSON",
+                   help='placeholder values: G=\'"Comedy","Drama"\' (one per flag, repeatable; the '
+                        'value is everything after the first =) or a JSON object, e.g. '
+                        '\'{"G": "\\"Comedy\\""}\'')
+    p.add_argument("--metadata-columns", type=_metadata_arg, action="append", metavar="ITEMS=COLS|JSON",
+                   help='item metadata to return: ITEMS=GENRE,PRICE or a JSON object, '
+                        'e.g. \'{"ITEMS": ["GENRE"]}\'')
     p.add_argument("--campaign-name", default="rankcore", help="name in the campaign ARN (default rankcore)")
     p.add_argument("--max-input-items", type=_positive_int, default=None,
                    help="enforce the service's item limit (default: no limit, as in the library)")
@@ -264,7 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="describe a model directory",
                        description="Print what a model holds: counts, dimension, dtype, context "
                                    "fields, metadata columns and interactions.")
-    p.add_argument("dir", metavar="DIR")
+    p.add_argument("dir", metavar="DIR", help="model directory")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_info)
 
@@ -328,8 +402,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         if i is not None and argv[i] == "batch":
             return cmd_batch(argv[i + 1:])
         parser = build_parser()
+        if not argv:
+            parser.print_help()
+            return 2
         args = parser.parse_args(argv)
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
+        return code
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
     except SystemExit as exc:  # argparse: --help (0) and usage errors (2)
         return exc.code if isinstance(exc.code, int) else 1
     except KeyboardInterrupt:
@@ -340,6 +422,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # never a traceback for the user
         print(f"{PROG}: error: {type(exc).__name__}: {_one_line(exc)}", file=sys.stderr)
         return 1
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that flushing it at exit does not fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # stdout without a file descriptor (captured): nothing to do
+        pass
 
 
 def _one_line(exc: BaseException) -> str:

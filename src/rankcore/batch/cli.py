@@ -34,7 +34,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
                         help="input bytes per partition, e.g. 64M (default 64M)")
     parser.add_argument("--parts", action="store_true",
                         help="write part files and a _manifest.json into the OUTPUT directory")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    parser.add_argument("--quiet", action="store_true",
+                        help="print nothing but errors: no progress bar, no summary (the exit "
+                             "status still says whether lines failed)")
     return parser
 
 
@@ -81,6 +83,6 @@ def main(args: argparse.Namespace) -> int:
     finally:
         if restore is not None:
             signal.signal(signal.SIGTERM, restore)
-    if summary.failed or not args.quiet:
+    if not args.quiet:
         print(f"{prog}: {summary}", file=sys.stderr)
     return 1 if summary.failed else 0

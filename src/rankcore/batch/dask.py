@@ -8,7 +8,10 @@ part files into a directory that every worker must see. Each task is
 """
 from __future__ import annotations
 
+import logging
 import os
+import signal
+import threading
 import uuid
 from collections import deque
 from typing import Callable
@@ -16,19 +19,31 @@ from typing import Callable
 from ..errors import BatchError
 from .local import _check_stop, _compile_filter, rank_partition
 from .output import _finish_parts, _remove, _temporary_name
+from .progress import _FailedLines
 
 
 def local_cluster(n_workers: int = 2, threads_per_worker: int = 1, processes: bool = True):
     """The ``LocalCluster`` of ``--scheduler local``: on 127.0.0.1 only, no dashboard.
 
-    The scheduler's small HTTP server (health checks) listens on a free port of 127.0.0.1 rather
+    Its workers log only critical messages (the job reports its own errors; a shutdown after an
+    interrupt would otherwise print every worker's lost heartbeat). The scheduler's small HTTP server (health checks) listens on a free port of 127.0.0.1 rather
     than on 8787, so clusters of several jobs on one machine never collide.
     """
     from distributed import LocalCluster  # lazy: optional third-party dependency (the dask extra)
-    return LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker,
-                        processes=processes, protocol="tcp", host="127.0.0.1",
-                        dashboard_address=None,
-                        scheduler_kwargs={"dashboard_address": "127.0.0.1:0"})
+    # Worker processes started while SIGINT is ignored inherit that: a Ctrl-C at the terminal
+    # reaches the whole process group, and only this process should handle it (it closes the
+    # cluster), not every worker with a traceback of its own.
+    restore = None
+    if processes and threading.current_thread() is threading.main_thread():
+        restore = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        return LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker,
+                            processes=processes, protocol="tcp", host="127.0.0.1",
+                            dashboard_address=None, silence_logs=logging.CRITICAL,
+                            scheduler_kwargs={"dashboard_address": "127.0.0.1:0"})
+    finally:
+        if restore is not None:
+            signal.signal(signal.SIGINT, restore)
 
 
 def _connect(scheduler) -> tuple:
@@ -68,9 +83,10 @@ def _model_directory(model) -> str:
 
 
 def _run_dask(model, partitions: list, output: str, filter_expression: str | None,
-              chunk_size: int, parts: bool, report: Callable | None, scheduler) -> tuple:
+              chunk_size: int, parts: bool, report: Callable | None, scheduler,
+              failed_lines: _FailedLines | None = None) -> tuple:
     """Rank ``partitions`` on the Dask cluster of ``scheduler`` into ``output``: ``(lines,
-    failed, items)``."""
+    failed, items)``; the first failed lines go to ``failed_lines``."""
     model = _model_directory(model)
     if filter_expression:  # syntax errors are fatal here, before any worker starts
         _compile_filter(filter_expression)
@@ -95,7 +111,7 @@ def _run_dask(model, partitions: list, output: str, filter_expression: str | Non
         n_workers = max(1, len(client.scheduler_info().get("workers", {})))
         for _ in range(max(2, 2 * n_workers)):
             submit()
-        results = _gather(pending, submit, None if parts else tmp, report)
+        results = _gather(pending, submit, None if parts else tmp, report, failed_lines)
         totals = tuple(sum(r[k] for r in results) for k in ("lines", "failed", "items"))
         if parts:
             _finish_parts(tmp, output, partitions, results, totals)
@@ -115,7 +131,8 @@ def _run_dask(model, partitions: list, output: str, filter_expression: str | Non
     return totals
 
 
-def _gather(pending: deque, submit: Callable, path: str | None, report: Callable | None) -> list:
+def _gather(pending: deque, submit: Callable, path: str | None, report: Callable | None,
+            failed_lines: _FailedLines | None = None) -> list:
     """Wait for the partitions of ``pending`` in order, ``submit()`` one more after each; with
     ``path`` write their output there, in order. Returns their ``{"lines", "failed", "items"}``."""
     results: list = []
@@ -128,6 +145,8 @@ def _gather(pending: deque, submit: Callable, path: str | None, report: Callable
             fut.release()
             if f is not None:
                 f.write(res["data"])  # the client writes each partition once, in order
+            if failed_lines is not None:
+                failed_lines.add(part, res["lines"], res["failed_at"])
             res = {k: res[k] for k in ("lines", "failed", "items")}
             results.append(res)
             if report is not None:

@@ -12,7 +12,7 @@ from .chunks import DEFAULT_CHUNK_SIZE
 from .dask import _run_dask
 from .local import _run_local
 from .partitions import DEFAULT_PARTITION_BYTES, _expand_inputs, plan_partitions
-from .progress import BatchSummary, _Progress
+from .progress import BatchSummary, _FailedLines, _Progress
 
 
 def run(model, input, output, *, filter_expression: str | None = None, scheduler=None,
@@ -39,7 +39,7 @@ def run(model, input, output, *, filter_expression: str | None = None, scheduler
     parts : bool
         Write part files and a manifest into the directory ``output``.
     quiet : bool
-        No progress display.
+        No progress bar.
     progress : bool or callable, optional
         None shows a progress bar when stderr is a terminal (and not ``quiet``); a callable is
         called as ``progress(lines, items, nbytes)`` with increments.
@@ -65,19 +65,24 @@ def run(model, input, output, *, filter_expression: str | None = None, scheduler
     if callable(progress):
         report = progress
     elif progress or (progress is None and not quiet and sys.stderr.isatty()):
-        bar = _Progress(sum(p.end - p.start for p in partitions))
-        report = bar.update
+        try:
+            bar = _Progress(sum(p.end - p.start for p in partitions))
+            report = bar.update
+        except ImportError:  # no tqdm (the batch extra): run without a progress bar
+            bar = None
+    failed_lines = _FailedLines()
     try:
         if scheduler is None:
             n, failed, items = _run_local(model, partitions, output, filter_expression,
-                                          chunk_size, parts, report)
+                                          chunk_size, parts, report, failed_lines)
         else:
             n, failed, items = _run_dask(model, partitions, output, filter_expression, chunk_size,
-                                         parts, report, scheduler)
+                                         parts, report, scheduler, failed_lines)
     finally:
         if bar is not None:
             bar.close()
-    return BatchSummary(n, failed, items, time.perf_counter() - t0, output, len(partitions))
+    return BatchSummary(n, failed, items, time.perf_counter() - t0, output, len(partitions),
+                        tuple(failed_lines.found))
 
 
 def _check_output(paths: list, output: str, parts: bool) -> None:

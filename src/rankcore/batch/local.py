@@ -24,6 +24,7 @@ from ..personalize import Campaign
 from .chunks import DEFAULT_CHUNK_SIZE, _chunks, _rank_chunk
 from .output import _finish_parts, _remove, _temporary_name, _write_atomically
 from .partitions import Partition, _partition_lines
+from .progress import FAILED_LINES_SHOWN, _FailedLines
 
 #: Chunks ranked at once (threads): one chunk's kernel overlaps another's parsing/serialising.
 _PIPELINE_DEPTH = 2
@@ -100,15 +101,21 @@ def _gc_relaxed():
 
 
 def _rank_stream(campaign, plan, lines: Iterable[bytes], chunk_size: int, write: Callable,
-                 on_chunk: Callable | None = None, counter: list | None = None) -> tuple:
+                 on_chunk: Callable | None = None, counter: list | None = None,
+                 failed_at: list | None = None) -> tuple:
     """Rank ``lines`` chunk by chunk, ``write(bytes)`` each chunk's output in order; ``(lines,
     failed, items)``. ``on_chunk(lines, items, nbytes)`` follows each chunk written, ``nbytes``
-    being what ``counter[0]`` (bytes read, reset here) counted for the chunk.
+    being what ``counter[0]`` (bytes read, reset here) counted for the chunk. The first
+    ``FAILED_LINES_SHOWN`` failed lines (from 0) are appended to ``failed_at``.
     """
     totals = [0, 0, 0]
 
     def finish(n_lines: int, nbytes: int, result: tuple) -> None:
         out, f, i = result
+        if f and failed_at is not None and len(failed_at) < FAILED_LINES_SHOWN:
+            # only a line that failed lacks the success suffix (see lines._ok_line)
+            failed_at.extend([totals[0] + j for j, line in enumerate(out)
+                              if not line.endswith(b',"error":null}')][:FAILED_LINES_SHOWN - len(failed_at)])
         out.append(b"")
         write(b"\n".join(out))
         totals[0] += n_lines
@@ -161,36 +168,46 @@ def rank_partition(model, partition: Partition, *, filter_expression: str | None
 
     With ``part_dir`` the output goes to ``part_dir/part-NNNNN.jsonl`` (temporary name, then
     renamed: a retried task replaces, never duplicates); otherwise it is returned as ``"data"``.
-    Returns ``{"index", "lines", "failed", "items", "data"}``.
+    Returns ``{"index", "lines", "failed", "items", "failed_at", "data"}``, ``failed_at`` being the
+    first few failed lines of the partition (from 0).
     """
     campaign, plan = _serving(model, filter_expression)
     lines = _partition_lines(partition)
+    failed_at: list = []
     if part_dir is None:
         buf: list = []
-        n, failed, items = _rank_stream(campaign, plan, lines, chunk_size, buf.append)
+        n, failed, items = _rank_stream(campaign, plan, lines, chunk_size, buf.append,
+                                        failed_at=failed_at)
         data = b"".join(buf)
     else:
         stats: list = []
 
         def fill(f):
-            stats.extend(_rank_stream(campaign, plan, lines, chunk_size, f.write))
+            stats.extend(_rank_stream(campaign, plan, lines, chunk_size, f.write,
+                                      failed_at=failed_at))
 
         _write_atomically(os.path.join(part_dir, partition.part_name), fill)
         n, failed, items = stats
         data = None
-    return {"index": partition.index, "lines": n, "failed": failed, "items": items, "data": data}
+    return {"index": partition.index, "lines": n, "failed": failed, "items": items,
+            "failed_at": failed_at, "data": data}
 
 
 def _run_local(model, partitions: list, output: str, filter_expression: str | None,
-               chunk_size: int, parts: bool, report: Callable | None) -> tuple:
-    """Rank ``partitions`` in this process into ``output``: ``(lines, failed, items)``."""
+               chunk_size: int, parts: bool, report: Callable | None,
+               failed_lines: _FailedLines | None = None) -> tuple:
+    """Rank ``partitions`` in this process into ``output``: ``(lines, failed, items)``; the first
+    failed lines go to ``failed_lines``."""
     campaign, plan = _serving(model, filter_expression)
     totals = [0, 0, 0]
     counter = [0]
 
     def stream(part, write):
+        failed_at: list = []
         res = _rank_stream(campaign, plan, _partition_lines(part, counter), chunk_size, write,
-                           report, counter)
+                           report, counter, failed_at)
+        if failed_lines is not None:
+            failed_lines.add(part, res[0], failed_at)
         for k in range(3):
             totals[k] += res[k]
         return res

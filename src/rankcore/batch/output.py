@@ -5,6 +5,9 @@ an error or an interrupt the temporary file is removed. With part files, OUTPUT 
 ``part-NNNNN.jsonl`` files (each written the same way, so a retried task never leaves two copies)
 and ``_manifest.json``, written last, listing the parts with their line counts and
 ``"complete": true``; the directory is built under a temporary name and renamed at the end.
+Only the parts the manifest lists are moved into the finished directory (a worker killed while it
+wrote leaves a ``part-NNNNN.jsonl.tmp-*`` behind in the working directory), and a directory is
+discarded by renaming it first, so that a task still running elsewhere cannot add a file to it.
 """
 from __future__ import annotations
 
@@ -38,11 +41,23 @@ def _write_atomically(path: str, fill: Callable) -> None:
 def _remove(path: str) -> None:
     try:
         if os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path, ignore_errors=True)
+            _discard_dir(path)
         else:
             os.unlink(path)
     except FileNotFoundError:
         pass
+
+
+def _discard_dir(path: str) -> None:
+    """Remove the directory ``path``. It is renamed first: a task still running on a worker names
+    its files by the old path, so after the rename it can no longer add one (a file created while
+    ``rmtree`` runs would otherwise survive it, and the directory with it)."""
+    trash = _temporary_name(path)
+    try:
+        os.rename(path, trash)
+    except OSError:
+        trash = path
+    shutil.rmtree(trash, ignore_errors=True)
 
 
 def _manifest(partitions: list, results: list, totals: tuple) -> bytes:
@@ -55,11 +70,22 @@ def _manifest(partitions: list, results: list, totals: tuple) -> bytes:
 
 
 def _finish_parts(tmp_dir: str, output: str, partitions: list, results: list, totals: tuple) -> None:
-    """Write the manifest into ``tmp_dir`` and rename ``tmp_dir`` to ``output``."""
-    def fill(f):
-        f.write(_manifest(partitions, results, totals))
+    """Move the parts of ``partitions`` from ``tmp_dir`` into a new directory with the manifest,
+    rename it to ``output`` and discard ``tmp_dir`` with whatever else it holds."""
+    final = _temporary_name(output)
+    os.mkdir(final)
+    try:
+        for p in partitions:
+            os.rename(os.path.join(tmp_dir, p.part_name), os.path.join(final, p.part_name))
 
-    _write_atomically(os.path.join(tmp_dir, MANIFEST_NAME), fill)
-    if os.path.exists(output):
-        raise BatchError(f"output {output!r} appeared while the job ran; nothing was written")
-    os.rename(tmp_dir, output)
+        def fill(f):
+            f.write(_manifest(partitions, results, totals))
+
+        _write_atomically(os.path.join(final, MANIFEST_NAME), fill)
+        if os.path.exists(output):
+            raise BatchError(f"output {output!r} appeared while the job ran; nothing was written")
+        os.rename(final, output)
+    except BaseException:
+        _discard_dir(final)
+        raise
+    _discard_dir(tmp_dir)

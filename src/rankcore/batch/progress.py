@@ -1,15 +1,18 @@
-"""What a batch job reports: the :class:`BatchSummary` it returns and the progress line it shows
-on a terminal while it runs."""
+"""What a batch job reports: the :class:`BatchSummary` it returns, the first few failed lines it
+names (:class:`_FailedLines`), and the progress bar (tqdm) it shows on a terminal while it runs."""
 from __future__ import annotations
 
 import sys
-import time
 from dataclasses import dataclass
+
+#: How many failed lines a summary names.
+FAILED_LINES_SHOWN = 5
 
 
 @dataclass(frozen=True)
 class BatchSummary:
-    """What a job did: input ``lines``, ``failed`` lines, input ``items`` ranked, wall ``seconds``."""
+    """What a job did: input ``lines``, ``failed`` lines, input ``items`` ranked, wall ``seconds``;
+    ``failed_lines``: the first few failed lines as ``(input file, line number from 1)``."""
 
     lines: int
     failed: int
@@ -17,6 +20,7 @@ class BatchSummary:
     seconds: float
     output: str = ""
     partitions: int = 0
+    failed_lines: tuple = ()
 
     @property
     def lines_per_second(self) -> float:
@@ -27,44 +31,47 @@ class BatchSummary:
         return self.items / self.seconds if self.seconds > 0 else 0.0
 
     def __str__(self) -> str:
-        return (f"{self.lines:,} lines ({self.failed:,} failed), {self.items:,} items in "
+        failed = f"{self.failed:,} failed"
+        if self.failed_lines:
+            where = ", ".join(f"{path}:{line}" for path, line in self.failed_lines)
+            failed += f": {where}{', ...' if self.failed > len(self.failed_lines) else ''}"
+        return (f"{self.lines:,} lines ({failed}), {self.items:,} items in "
                 f"{self.seconds:.2f} s: {self.lines_per_second:,.0f} lines/s, "
                 f"{self.items_per_second:,.0f} items/s -> {self.output}")
 
 
+class _FailedLines:
+    """The first :data:`FAILED_LINES_SHOWN` failed lines of a job as ``(path, line)``; partitions
+    must be added in input order, each with its line count and its failed lines (from 0)."""
+
+    def __init__(self):
+        self.found: list = []
+        self._lines_before: dict = {}
+
+    def add(self, partition, n_lines: int, failed_at) -> None:
+        before = self._lines_before.get(partition.path, 0)
+        self._lines_before[partition.path] = before + n_lines
+        for j in failed_at:
+            if len(self.found) < FAILED_LINES_SHOWN:
+                self.found.append((partition.path, before + j + 1))
+
+
 class _Progress:
-    """A one-line progress display on a terminal: lines, items/s, percent and ETA by bytes."""
+    """A tqdm progress bar by input bytes, with the lines and items ranked so far."""
 
-    def __init__(self, total_bytes: int, stream=None, interval: float = 0.2):
-        self.total = max(int(total_bytes), 1)
-        self.stream = stream if stream is not None else sys.stderr
-        self.interval = interval
-        self.t0 = time.perf_counter()
-        self.last = 0.0
-        self.lines = self.items = self.bytes = 0
+    def __init__(self, total_bytes: int, stream=None):
+        from tqdm import tqdm  # lazy: optional third-party dependency (the batch extra)
 
-    def update(self, lines: int, items: int, nbytes: int, force: bool = False) -> None:
+        self.bar = tqdm(total=max(int(total_bytes), 1), unit="B", unit_scale=True,
+                        unit_divisor=1024, desc="rankcore batch", dynamic_ncols=True,
+                        file=stream if stream is not None else sys.stderr)
+        self.lines = self.items = 0
+
+    def update(self, lines: int, items: int, nbytes: int) -> None:
         self.lines += lines
         self.items += items
-        self.bytes += nbytes
-        now = time.perf_counter()
-        if not force and now - self.last < self.interval:
-            return
-        self.last = now
-        dt = max(now - self.t0, 1e-9)
-        frac = min(self.bytes / self.total, 1.0)
-        eta = (dt / frac - dt) if frac > 0 else float("nan")
-        eta_s = "--:--" if eta != eta else _hms(eta)
-        self.stream.write(f"\r{self.lines:>12,} lines  {self.items / dt / 1e6:7.2f}M items/s  "
-                          f"{frac * 100:5.1f}%  ETA {eta_s} ")
-        self.stream.flush()
+        self.bar.set_postfix_str(f"{self.lines:,} lines, {self.items:,} items", refresh=False)
+        self.bar.update(nbytes)
 
     def close(self) -> None:
-        self.update(0, 0, 0, force=True)
-        self.stream.write("\n")
-        self.stream.flush()
-
-
-def _hms(seconds: float) -> str:
-    s = int(seconds + 0.5)
-    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
+        self.bar.close()
