@@ -108,32 +108,34 @@ def _sha256(path: str) -> str:
     return h.hexdigest()
 
 
-def _read_frame(path: str, string_columns: set):
+def _read_frame(path: str):
+    """Every column as strings (empty cells missing): types are decided after, with line numbers."""
     import pandas as pd  # optional extra (rankcore[train])
 
-    lower = path.lower()
-    if lower.endswith((".parquet", ".pq")):
+    if path.lower().endswith((".parquet", ".pq")):
         try:
             return pd.read_parquet(path)
         except ImportError as exc:
             raise ImportError(f"{path}: reading Parquet needs pyarrow ({exc})") from None
+    with open(path, "rb") as f:
+        compression = "gzip" if f.read(2) == b"\x1f\x8b" else None
     try:
-        import pyarrow  # noqa: F401  optional: the faster, multi-threaded CSV engine
-        engine = "pyarrow"
-    except ImportError:
-        engine = "c"
-    with open(path, "rb") as f:  # read the header alone to pick the string columns by name
-        head = f.read(2) == b"\x1f\x8b"
-    compression = "gzip" if head else None
-    header = pd.read_csv(path, nrows=0, compression=compression, encoding="utf-8").columns
-    dtype = {c: "string" if engine == "c" else str for c in header if str(c).upper() in string_columns}
-    try:
-        return pd.read_csv(path, dtype=dtype, compression=compression, encoding="utf-8",
-                           engine=engine, keep_default_na=False, na_values=[""])
+        header = [str(c) for c in pd.read_csv(path, nrows=0, compression=compression,
+                                               encoding="utf-8").columns]
+        try:
+            import pyarrow as pa  # optional: the faster, multi-threaded CSV reader
+            import pyarrow.csv as pacsv
+        except ImportError:
+            return pd.read_csv(path, dtype=str, compression=compression, encoding="utf-8",
+                               keep_default_na=False, na_values=[""])
+        convert = pacsv.ConvertOptions(column_types={c: pa.string() for c in header},
+                                       null_values=[""], strings_can_be_null=True)
+        with pa.input_stream(path, compression=compression) as stream:
+            return pacsv.read_csv(stream, convert_options=convert).to_pandas()
     except UnicodeDecodeError as exc:
         raise ValueError(f"{path}: not UTF-8 ({exc})") from None
-    except (ValueError, pd.errors.ParserError) as exc:
-        raise ValueError(f"{path}: cannot parse as CSV ({exc})") from None
+    except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:  # ArrowInvalid too
+        raise ValueError(f"{path}: cannot parse as CSV ({' '.join(str(exc).split())})") from None
 
 
 def _check_ids(path: str, frame, col: str, unique: bool) -> None:
@@ -172,12 +174,19 @@ def _numeric(path: str, frame, col: str, kind: str, required: bool):
 
 
 def _infer(frame, col: str) -> str:
-    kind = frame[col].dtype.kind
-    if kind in "iub":
-        return "long"
-    if kind == "f":
-        return "float"
-    return "categorical"
+    """``long``/``float`` when every present value parses as a number, else ``categorical``."""
+    import pandas as pd  # optional extra (rankcore[train])
+
+    s = frame[col]
+    if s.dtype.kind in "iufb":
+        return "long" if s.dtype.kind in "iub" else "float"
+    present = s.dropna()
+    if not len(present):
+        return "categorical"
+    v = pd.to_numeric(present, errors="coerce").astype("float64").to_numpy()
+    if np.isnan(v).any():
+        return "categorical"
+    return "long" if (v == np.floor(v)).all() and np.isfinite(v).all() else "float"
 
 
 def _read(kind: str, path, schema) -> "Dataset":
@@ -185,10 +194,7 @@ def _read(kind: str, path, schema) -> "Dataset":
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: no such file")
     fixed = load_schema(schema) if schema is not None else None
-    strings = {"USER_ID", "ITEM_ID", "EVENT_TYPE", "IMPRESSION", "RECOMMENDATION_ID"}
-    if fixed:
-        strings |= {c for c, t in fixed.items() if t in ("string", "categorical")}
-    frame = _read_frame(path, strings)
+    frame = _read_frame(path)
     names = [str(c).upper() for c in frame.columns]
     if len(set(names)) != len(names):
         raise ValueError(f"{_where(path, -1, None)}: a column name appears twice in {names}")
@@ -214,7 +220,7 @@ def _read(kind: str, path, schema) -> "Dataset":
             _check_ids(path, frame, col, unique=(kind != "Interactions"))
         elif t in ("long", "float"):
             frame[col] = _numeric(path, frame, col, t, required=(col in _REQUIRED[kind]))
-        elif frame[col].dtype.kind != "O" and str(frame[col].dtype) != "string":
+        elif frame[col].dtype.kind != "O":  # Parquet numbers declared as strings
             frame[col] = frame[col].astype("string")
     return Dataset(kind, path, frame, types, fixed is None, _sha256(path))
 
