@@ -32,12 +32,18 @@ def _is_bpr(algo) -> bool:
     return type(algo).__name__ == "BayesianPersonalizedRanking"
 
 
+def _on_host(algo):
+    """The CPU twin of an implicit GPU model (``to_cpu()``), or ``algo`` itself."""
+    if not hasattr(algo, "user_factors") and hasattr(algo, "to_cpu"):
+        return algo.to_cpu()
+    if type(getattr(algo, "item_factors", None)).__module__.startswith("implicit.gpu"):
+        return algo.to_cpu()  # GPU matrices: copy to host arrays
+    return algo
+
+
 def factors_from_implicit(algo) -> tuple:
     """``(user float32 (U, d), item float32 (N, d), item bias float32 (N,) or None)``."""
-    if not hasattr(algo, "user_factors") and hasattr(algo, "to_cpu"):
-        algo = algo.to_cpu()
-    if type(getattr(algo, "item_factors", None)).__module__.startswith("implicit.gpu"):
-        algo = algo.to_cpu()  # GPU matrices: copy to host arrays
+    algo = _on_host(algo)
     users, items = getattr(algo, "user_factors", None), getattr(algo, "item_factors", None)
     if users is None or items is None:
         raise ValueError("the implicit model has no factors: call fit() first")
@@ -58,6 +64,7 @@ def from_implicit(algo, user_ids, item_ids, *, logit_scale: float = 1.0,
     ``user_ids``/``item_ids`` give the ID of each row of ``user_factors``/``item_factors``.
     ``regularization`` defaults to the model's own (used by :meth:`Model.fold_in`).
     """
+    algo = _on_host(algo)
     users, items, bias = factors_from_implicit(algo)
     user_ids, item_ids = list(user_ids), list(item_ids)
     if len(user_ids) != users.shape[0] or len(item_ids) != items.shape[0]:
