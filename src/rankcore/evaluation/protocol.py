@@ -58,7 +58,9 @@ def split_interactions(frame, *, seed: int = 0, fraction: float = HOLDOUT_FRACTI
     if not 0 < fraction < 1:
         raise ValueError(f"fraction must be in (0, 1), got {fraction}")
     rows = np.arange(len(frame)) if use is None else np.flatnonzero(use)
-    codes, uniques = pd.factorize(frame["USER_ID"].to_numpy()[rows])
+    all_codes, uniques = pd.factorize(frame["USER_ID"])
+    uniques = np.asarray(uniques)
+    codes = all_codes[rows]
     counts = np.bincount(codes, minlength=len(uniques))
     eligible = np.flatnonzero(counts >= 2)
     if not len(eligible):
@@ -165,7 +167,8 @@ def evaluate_split(model: Model, frame, split: Split, *, use: np.ndarray | None 
     import pandas as pd  # optional extra (rankcore[train])
 
     progress = sys.stderr.isatty() if progress is None else progress
-    item_rows = model.item_rows(frame["ITEM_ID"].astype(str).tolist())
+    codes, uniques = pd.factorize(frame["ITEM_ID"])  # one lookup per distinct ID
+    item_rows = np.append(model.item_rows([str(v) for v in uniques.tolist()]), -1)[codes]
     user_vecs = _user_vectors(model, split, item_rows)
     seen = None
     if exclude_seen:

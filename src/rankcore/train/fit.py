@@ -74,12 +74,17 @@ def _fit_implicit(algorithm: str, matrix, *, factors, iterations, regularization
 
 def _history(frame, user_codes, item_codes, n_users) -> History:
     """Every interaction of a known user and item, per user by time: for Interactions filters."""
+    import pandas as pd  # optional extra (rankcore[train])
+
     keep = (user_codes >= 0) & (item_codes >= 0)
     if "EVENT_TYPE" in frame.columns:
-        events = frame["EVENT_TYPE"].fillna("").str.lower().to_numpy(object)
+        raw_codes, raw = pd.factorize(frame["EVENT_TYPE"])  # few distinct values
+        lowered = np.array([str(e).lower() for e in raw] + [""], dtype=object)  # -1: missing
+        names, to_name = np.unique(lowered.astype(str), return_inverse=True)
+        used, codes = np.unique(to_name[raw_codes][keep], return_inverse=True)
+        names = names[used]
     else:
-        events = np.full(len(frame), "", dtype=object)
-    names, codes = np.unique(events[keep].astype(str), return_inverse=True)
+        names, codes = np.array([""]), np.zeros(int(keep.sum()), np.int64)
     if len(names) > np.iinfo(np.int16).max:
         raise ValueError("too many distinct event types")
     users, items = user_codes[keep], item_codes[keep]
@@ -108,6 +113,34 @@ def _temperature_rows(user_codes, ts, train_rows, n_users, seed) -> np.ndarray:
     return rows[last]
 
 
+def _factorize_kept(column, keep_rows: np.ndarray) -> tuple:
+    """``(IDs with a row in keep_rows, in first-appearance order; code per row, -1 otherwise)``."""
+    import pandas as pd  # optional extra (rankcore[train])
+
+    codes, uniques = pd.factorize(column)  # hashes the Arrow strings, no Python str per row
+    used = np.zeros(len(uniques), dtype=bool)
+    used[codes[keep_rows]] = True
+    remap = np.full(len(uniques) + 1, -1, np.int64)
+    remap[np.flatnonzero(used)] = np.arange(int(used.sum()))
+    return np.asarray(uniques)[used], remap[codes]  # codes -1 (missing) map to remap[-1] = -1
+
+
+def _codes(frame, train_rows: np.ndarray, items_ds) -> tuple:
+    """``(user IDs, user code per row, item IDs, item code per row)``; -1 for IDs not trained on.
+
+    Users are those with a training interaction; the catalog also holds the Items dataset's
+    items nobody interacted with yet.
+    """
+    import pandas as pd  # optional extra (rankcore[train])
+
+    user_ids, user_codes = _factorize_kept(frame["USER_ID"], train_rows)
+    item_ids, item_codes = _factorize_kept(frame["ITEM_ID"], train_rows)
+    if items_ds is not None:
+        extra = items_ds.frame["ITEM_ID"].to_numpy()
+        item_ids = np.concatenate([item_ids, extra[~pd.Index(extra).isin(item_ids)]])
+    return pd.Index(user_ids), user_codes, pd.Index(item_ids), item_codes
+
+
 def train(interactions, items=None, users=None, *, algorithm: str = "als", factors: int = 64,
           iterations: int = 15, regularization: float | None = None, alpha: float = 1.0,
           learning_rate: float = 0.01, event_type: str | None = None,
@@ -131,8 +164,7 @@ def train(interactions, items=None, users=None, *, algorithm: str = "als", facto
     inter = _dataset(interactions, read_interactions)
     items_ds, users_ds = _dataset(items, read_items), _dataset(users, read_users)
     frame = inter.frame
-    import pandas as pd  # optional extra (rankcore[train]); readers already needed it
-    import scipy.sparse as sp  # implicit's dependency
+    import scipy.sparse as sp  # implicit's dependency (optional extra)
 
     use = interaction_mask(frame, event_type, event_value_threshold)
     if exclude is not None:
@@ -143,15 +175,7 @@ def train(interactions, items=None, users=None, *, algorithm: str = "als", facto
     train_rows = np.flatnonzero(use)
     if not len(train_rows):
         raise ValueError(f"{inter.path}: no interaction left to train on after filtering")
-    user_ids = pd.unique(frame["USER_ID"].to_numpy()[train_rows])
-    user_index = pd.Index(user_ids)
-    user_codes = user_index.get_indexer(frame["USER_ID"])
-    item_ids = pd.unique(frame["ITEM_ID"].to_numpy()[train_rows])
-    if items_ds is not None:  # the catalog also holds items nobody interacted with yet
-        extra = items_ds.frame["ITEM_ID"].to_numpy()
-        item_ids = np.concatenate([item_ids, extra[~pd.Index(extra).isin(item_ids)]])
-    item_index = pd.Index(item_ids)
-    item_codes = item_index.get_indexer(frame["ITEM_ID"])
+    user_index, user_codes, item_index, item_codes = _codes(frame, train_rows, items_ds)
     ts = np.asarray(frame["TIMESTAMP"], dtype=np.float64)
 
     held = _temperature_rows(user_codes, ts, train_rows, len(user_index), seed)

@@ -108,8 +108,13 @@ def _sha256(path: str) -> str:
     return h.hexdigest()
 
 
-def _read_frame(path: str):
-    """Every column as strings (empty cells missing): types are decided after, with line numbers."""
+def _read_frame(path: str, kinds: dict):
+    """The file as a DataFrame, empty cells missing; ``kinds`` maps upper-case names to types.
+
+    With pyarrow, columns of a known type are parsed as that type and the others inferred; if
+    that fails anywhere, every column is re-read as strings so the checks that follow can name
+    the offending line and column.
+    """
     import pandas as pd  # optional extra (rankcore[train])
 
     if path.lower().endswith((".parquet", ".pq")):
@@ -128,10 +133,18 @@ def _read_frame(path: str):
         except ImportError:
             return pd.read_csv(path, dtype=str, compression=compression, encoding="utf-8",
                                keep_default_na=False, na_values=[""])
-        convert = pacsv.ConvertOptions(column_types={c: pa.string() for c in header},
-                                       null_values=[""], strings_can_be_null=True)
-        with pa.input_stream(path, compression=compression) as stream:
-            return pacsv.read_csv(stream, convert_options=convert).to_pandas()
+        arrow = {"string": pa.string(), "categorical": pa.string(), "long": pa.float64(),
+                 "float": pa.float64()}  # longs read as float64 (exact below 2**53), checked after
+        typed = {c: arrow[kinds[c.upper()]] for c in header if c.upper() in kinds}
+        for attempt in (typed, {c: pa.string() for c in header}):
+            convert = pacsv.ConvertOptions(column_types=attempt, null_values=[""],
+                                           strings_can_be_null=True)
+            try:
+                with pa.input_stream(path, compression=compression) as stream:
+                    return pacsv.read_csv(stream, convert_options=convert).to_pandas()
+            except pa.ArrowInvalid:
+                if attempt is not typed:
+                    raise
     except UnicodeDecodeError as exc:
         raise ValueError(f"{path}: not UTF-8 ({exc})") from None
     except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:  # ArrowInvalid too
@@ -160,7 +173,10 @@ def _numeric(path: str, frame, col: str, kind: str, required: bool):
 
     s = frame[col]
     was_missing = s.isna().to_numpy()
-    v = pd.to_numeric(s, errors="coerce").astype("float64").to_numpy()
+    if s.dtype.kind in "iufb":  # parsed as numbers already
+        v = s.to_numpy(dtype=np.float64, na_value=np.nan)
+    else:
+        v = pd.to_numeric(s, errors="coerce").astype("float64").to_numpy()
     bad = (np.isnan(v) & ~was_missing) | np.isinf(v)
     if bad.any():
         r = int(np.argmax(bad))
@@ -183,6 +199,9 @@ def _infer(frame, col: str) -> str:
     present = s.dropna()
     if not len(present):
         return "categorical"
+    head = pd.to_numeric(present.iloc[:1000], errors="coerce").astype("float64").to_numpy()
+    if np.isnan(head).any():  # a quick no before parsing the whole column
+        return "categorical"
     v = pd.to_numeric(present, errors="coerce").astype("float64").to_numpy()
     if np.isnan(v).any():
         return "categorical"
@@ -194,7 +213,9 @@ def _read(kind: str, path, schema) -> "Dataset":
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: no such file")
     fixed = load_schema(schema) if schema is not None else None
-    frame = _read_frame(path)
+    kinds = dict(_FIXED)
+    kinds.update(fixed or {})
+    frame = _read_frame(path, kinds)
     names = [str(c).upper() for c in frame.columns]
     if len(set(names)) != len(names):
         raise ValueError(f"{_where(path, -1, None)}: a column name appears twice in {names}")

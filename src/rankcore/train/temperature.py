@@ -15,22 +15,26 @@ import numpy as np
 from ..core import ItemTable
 from ..model import ContextTable, Model
 
-__all__ = ["fit_logit_scale", "with_logit_scale", "MAX_LOGIT_ELEMENTS"]
+__all__ = ["fit_logit_scale", "with_logit_scale", "MAX_LOGIT_ELEMENTS", "MIN_USERS"]
 
 #: At most this many held-out logits (users x catalog) are kept in memory while fitting.
-MAX_LOGIT_ELEMENTS = 1 << 24
+MAX_LOGIT_ELEMENTS = 1 << 21
+#: ... but never fewer users than this (a huge catalog).
+MIN_USERS = 8
 
 
 def _moments(logits: np.ndarray, s: float) -> tuple:
     """Per row: log-sum-exp, mean and variance of the logits under softmax(s * logits)."""
-    z = logits * s
-    m = z.max(axis=1, keepdims=True)
-    e = np.exp(z - m)
+    m = logits.max(axis=1, keepdims=True)
+    e = logits - m
+    e *= s
+    np.exp(e, out=e)
     total = e.sum(axis=1)
-    p = e / total[:, None]
-    mean = (p * logits).sum(axis=1)
-    var = (p * logits * logits).sum(axis=1) - mean * mean
-    return np.log(total) + m[:, 0], mean, np.maximum(var, 0.0)
+    e *= logits
+    mean = e.sum(axis=1) / total
+    e *= logits
+    var = e.sum(axis=1) / total - mean * mean
+    return np.log(total) + s * m[:, 0], mean, np.maximum(var, 0.0)
 
 
 def fit_logit_scale(user_vectors: np.ndarray, item_vectors: np.ndarray, targets: np.ndarray,
@@ -38,7 +42,7 @@ def fit_logit_scale(user_vectors: np.ndarray, item_vectors: np.ndarray, targets:
     """The ``s`` maximising ``Σ_h log softmax(s * (U_h · Y + b))[targets[h]]`` over the catalog.
 
     ``user_vectors`` (H, dim), ``item_vectors`` (N, dim), ``targets`` int (H,) item rows. Users
-    beyond :data:`MAX_LOGIT_ELEMENTS` / N are dropped (the first ones are kept). Returns 1.0 when
+    beyond :data:`MAX_LOGIT_ELEMENTS` / N (at least :data:`MIN_USERS`) are dropped. Returns 1.0 when
     the held-out items score no better than a catalog average (no evidence for any scale).
     """
     u = np.asarray(user_vectors, dtype=np.float32)
@@ -47,7 +51,7 @@ def fit_logit_scale(user_vectors: np.ndarray, item_vectors: np.ndarray, targets:
         raise ValueError("user_vectors must be (H, dim) with one target row per user")
     if len(t) == 0:
         raise ValueError("no held-out interactions to fit the logit scale on")
-    keep = max(1, MAX_LOGIT_ELEMENTS // max(1, item_vectors.shape[0]))
+    keep = max(MIN_USERS, MAX_LOGIT_ELEMENTS // max(1, item_vectors.shape[0]))
     u, t = u[:keep], t[:keep]
     logits = (u @ np.asarray(item_vectors, dtype=np.float32).T).astype(np.float64)
     if item_bias is not None:
