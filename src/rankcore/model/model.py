@@ -17,6 +17,7 @@ import numpy as np
 from ..core import ItemTable
 from ..errors import ModelFormatError
 from .columns import CategoricalColumn, MultiCategoricalColumn, NumericColumn, column_from_values
+from .foldin import fold_in as _fold_in
 from .ids import IdSequence, make_id_index
 from .parts import ContextTable, History, check_name
 from .storage import MANIFEST, read_model, write_model
@@ -33,17 +34,48 @@ def _is_index(obj) -> bool:
     return hasattr(obj, "lookup") and hasattr(obj, "id_at") and hasattr(obj, "blob")
 
 
+def _str_ids(ids: list, what: str) -> list:
+    """IDs as str: integers (not bool) become their decimal string, anything else non-str is refused."""
+    out = ids
+    for i, v in enumerate(ids):
+        if isinstance(v, str):
+            continue
+        if isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)):
+            if out is ids:
+                out = list(ids)
+            out[i] = str(int(v))
+            continue
+        raise TypeError(f"{what} must be str (integers are converted with str()), got "
+                        f"{type(v).__name__} {v!r} at position {i}; convert them, e.g. "
+                        "[str(x) for x in ids]")
+    return out
+
+
 def _as_index(ids, what: str):
     if _is_index(ids):
         return ids
     if isinstance(ids, IdSequence):
         return ids._index
-    if hasattr(ids, "tolist"):  # pandas Series/Index, NumPy array of str
+    if hasattr(ids, "tolist"):  # pandas Series/Index, NumPy array of str or integers
         ids = ids.tolist()
     try:
-        return make_id_index(list(ids))
+        return make_id_index(_str_ids(list(ids), what))
     except ValueError as exc:
         raise ValueError(f"{what}: {exc}") from None
+
+
+def _frame_in_id_order(frame, index, what: str) -> np.ndarray:
+    """An embeddings DataFrame's rows reordered to ``index``: its index must hold exactly the IDs."""
+    labels = _str_ids(frame.index.tolist(), f"{what} DataFrame index")
+    rows = index.lookup(labels)
+    if len(labels) != len(index) or (rows < 0).any() or len(np.unique(rows)) != len(rows):
+        raise ValueError(f"{what} is a DataFrame whose index is not the {len(index)} IDs (first "
+                         f"labels {labels[:3]!r}); set the IDs as its index "
+                         "(frame.set_index('ITEM_ID')) or pass frame.to_numpy() to take rows in order")
+    values = frame.to_numpy(dtype=np.float32)
+    out = np.empty_like(values)
+    out[rows] = values
+    return out
 
 
 def _finite_or_raise(arr: np.ndarray, what: str) -> None:
@@ -74,7 +106,8 @@ class Model:
     def __init__(self, *, item_index, item_table, user_index, user_embeddings: np.ndarray,
                  cold_start: np.ndarray, context: Mapping[str, ContextTable] | None = None,
                  item_columns: Mapping[str, Any] | None = None,
-                 user_columns: Mapping[str, Any] | None = None, history: History | None = None):
+                 user_columns: Mapping[str, Any] | None = None, history: History | None = None,
+                 training: Mapping[str, Any] | None = None):
         n_items, dim = int(item_table.n_items), int(item_table.dim)
         if len(item_index) != n_items:
             raise ValueError(f"{len(item_index)} item IDs for {n_items} item embeddings")
@@ -111,6 +144,9 @@ class Model:
         self.history = history if history is not None else History.empty(n_users)
         if self.history.offsets.shape != (n_users + 1,):
             raise ValueError("history offsets must have n_users + 1 entries")
+        #: How the model was made (JSON-serialisable, saved in the manifest): ``algorithm``,
+        #: ``params``, row counts, data checksum, ``logit_scale``, ``regularization``, ``alpha``.
+        self.training: dict = dict(training or {})
 
     # ----------------------------------------------------------------- properties
     @property
@@ -199,19 +235,32 @@ class Model:
         names = h.event_types
         return items.astype(np.int64, copy=False), [names[c] for c in codes.tolist()]
 
+    def fold_in(self, item_ids: Sequence[str], weights=None) -> np.ndarray:
+        """float32 (dim,): a user vector solved from interactions with ``item_ids``.
+
+        The closed-form ALS user solve against the item vectors (as implicit's
+        ``recalculate_user``), with ``training["regularization"]`` and ``training["alpha"]``,
+        scaled by ``training["logit_scale"]``; see :mod:`rankcore.model.foldin`.
+        """
+        return _fold_in(self, item_ids, weights)
+
     # ----------------------------------------------------------------- construction
-    @classmethod
+    @classmethod  # long: half of it is the docstring of every accepted input form
     def from_arrays(cls, item_ids, item_embeddings, *, item_bias=None, user_ids=None,
                     user_embeddings=None, cold_start=None, context=None, item_metadata=None,
-                    user_metadata=None, interactions=None) -> "Model":
+                    user_metadata=None, interactions=None, training=None) -> "Model":
         """Build a model from arrays, sequences or pandas DataFrames.
 
         Parameters
         ----------
         item_ids : sequence of str (or an ID index)
-            Item IDs in row order, unique.
-        item_embeddings : float array (n_items, dim), or a ``rankcore.ItemTable``
-            Copied into an aligned, padded float32 table (an ``ItemTable`` is used as is).
+            Item IDs in row order, unique. Integer IDs (Python or NumPy integers) are converted
+            to their decimal strings (``7`` becomes ``"7"``), which is how they read in a
+            Personalize CSV; requests must then send ``"7"``. Other non-str IDs raise TypeError.
+        item_embeddings : float array (n_items, dim), DataFrame, or a ``rankcore.ItemTable``
+            Copied into an aligned, padded float32 table (an ``ItemTable`` is used as is). A
+            DataFrame is aligned by its index, which must hold exactly the item IDs (any
+            order); any other index raises ValueError (use ``.to_numpy()`` for row order).
         item_bias : float array (n_items,), optional
         user_ids : sequence of str, optional
             With ``user_embeddings`` float array (n_users, dim).
@@ -225,8 +274,11 @@ class Model:
             with an ``ITEM_ID`` (``USER_ID``) column is aligned by ID (absent rows are missing);
             without one it is taken in row order. Names are upper-cased.
         interactions : DataFrame or mapping, optional
-            Columns ``USER_ID``, ``ITEM_ID``, ``EVENT_TYPE``, ``TIMESTAMP`` (any case). Rows whose
-            user or item the model does not know are dropped; event types are lower-cased.
+            Columns ``USER_ID``, ``ITEM_ID``, ``TIMESTAMP`` and optionally ``EVENT_TYPE`` (any
+            case; without it every event type is ``""``). Rows whose user or item the model does
+            not know are dropped; event types are lower-cased.
+        training : mapping, optional
+            JSON-serialisable training metadata kept in ``Model.training`` and the manifest.
         """
         item_index = _as_index(item_ids, "item IDs")
         if isinstance(item_embeddings, ItemTable):
@@ -235,6 +287,8 @@ class Model:
                 table = ItemTable.from_padded(table.data, table.dim,
                                                  bias=_bias(item_bias, table.n_items))
         else:
+            if _is_dataframe(item_embeddings):
+                item_embeddings = _frame_in_id_order(item_embeddings, item_index, "item_embeddings")
             emb = _float32_2d(item_embeddings, "item embeddings", len(item_index), None)
             table = ItemTable(emb, None if item_bias is None else _bias(item_bias, emb.shape[0]))
         if table.n_items != len(item_index):
@@ -247,6 +301,8 @@ class Model:
         if user_embeddings is None:
             users = np.zeros((0, dim), np.float32)
         else:
+            if _is_dataframe(user_embeddings):
+                user_embeddings = _frame_in_id_order(user_embeddings, user_index, "user_embeddings")
             users = _float32_2d(user_embeddings, "user embeddings", len(user_index), dim)
         if cold_start is None:
             cs = (users.mean(axis=0, dtype=np.float64) if len(users) else np.zeros(dim))
@@ -273,7 +329,7 @@ class Model:
         history = _history(interactions, item_index, user_index)
         return cls(item_index=item_index, item_table=table, user_index=user_index,
                    user_embeddings=users, cold_start=cs, context=ctx, item_columns=item_cols,
-                   user_columns=user_cols, history=history)
+                   user_columns=user_cols, history=history, training=training)
 
     # ----------------------------------------------------------------- save
     def save(self, path: str | os.PathLike, *, checksums: bool = True) -> None:
@@ -355,12 +411,15 @@ def _history(interactions, item_index, user_index) -> History:
         cols = {str(c).upper(): interactions[c] for c in interactions.columns}
     else:
         cols = {str(k).upper(): v for k, v in interactions.items()}
-    missing = {"USER_ID", "ITEM_ID", "EVENT_TYPE", "TIMESTAMP"} - set(cols)
+    missing = {"USER_ID", "ITEM_ID", "TIMESTAMP"} - set(cols)
     if missing:
         raise ValueError(f"interactions lack column(s) {sorted(missing)}")
     users = user_index.lookup([str(v) for v in _column_values(cols["USER_ID"])])
     items = item_index.lookup([str(v) for v in _column_values(cols["ITEM_ID"])])
-    events = [str(e).lower() for e in _column_values(cols["EVENT_TYPE"])]
+    if "EVENT_TYPE" in cols:  # optional in Personalize's schema
+        events = [str(e).lower() for e in _column_values(cols["EVENT_TYPE"])]
+    else:
+        events = [""] * len(users)
     ts = np.asarray(cols["TIMESTAMP"], dtype=np.float64)
     if not (len(users) == len(items) == len(events) == len(ts)):
         raise ValueError("interaction columns differ in length")

@@ -113,6 +113,8 @@ def write_model(model, path: str | os.PathLike, *, checksums: bool = True) -> No
         "event_types": list(h.event_types),
         "files": w.files,
     }
+    if model.training:
+        manifest["training"] = model.training
     tmp = os.path.join(path, MANIFEST + ".tmp")
     with open(tmp, "w", encoding="utf-8") as f:
         json.dump(manifest, f, indent=1, sort_keys=True)
@@ -262,6 +264,9 @@ def read_model(path: str | os.PathLike, *, mmap: bool = True, verify: bool = Fal
         user_spec = dict(manifest.get("user_columns", {}))
         event_types = tuple(str(e) for e in manifest.get("event_types", []))
         has_bias = bool(manifest.get("has_item_bias", False))
+        training = manifest.get("training", {})
+        if not isinstance(training, dict):
+            raise TypeError("'training' must be an object")
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelFormatError(f"{mpath}: malformed manifest ({exc!r})") from None
     if dim < 1 or pdim < dim or pdim % 16 or n_items < 1 or n_users < 0:
@@ -287,4 +292,5 @@ def read_model(path: str | os.PathLike, *, mmap: bool = True, verify: bool = Fal
     history = ld.history(n_users, n_items, event_types)
     return dict(item_index=item_index, item_table=item_table, user_index=user_index,
                 user_embeddings=user_embeddings, cold_start=cold_start, context=context,
-                item_columns=item_columns, user_columns=user_columns, history=history)
+                item_columns=item_columns, user_columns=user_columns, history=history,
+                training=training)
