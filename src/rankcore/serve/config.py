@@ -86,8 +86,8 @@ def settings_from_args(args) -> dict:
 def resolve_workers(value) -> int:
     """``workers`` setting -> process count: a positive int, or ``"auto"`` for one per CPU.
 
-    The default stays 1: one process keeps ``/metrics`` whole (each worker counts only its own
-    requests) and handles SIGHUP itself. ``auto`` is for a multi-core machine where the server
+    The default stays 1: one process swaps models in place on SIGHUP (workers are restarted
+    instead) and holds one copy of each model in memory. ``auto`` is for a multi-core machine where the server
     has the cores to itself; ranking is CPU-bound, so more workers than CPUs gains nothing.
     """
     if isinstance(value, str) and value.strip().lower() == "auto":
