@@ -283,7 +283,7 @@ def _start(*args):
     port = _free_port()
     proc = subprocess.Popen([sys.executable, "-m", "rankcore", "serve", "--host", "127.0.0.1",
                              "--port", str(port), *args], env=_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     _wait_for(lambda: proc.poll() is not None or _ping(url), "server did not start", 60)
     assert proc.poll() is None, proc.communicate()
@@ -318,8 +318,8 @@ def test_two_workers_metrics_sighup_and_ctrl_c(tmp_path):
         assert "SIGHUP: restarting the 2 workers" in err
     finally:
         if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+            os.killpg(proc.pid, signal.SIGKILL)  # the workers too: they hold the output pipes
+            proc.communicate(timeout=30)
 
 
 def test_banner_names_backend_and_kernel_and_ctrl_c_is_130(tmp_path):
