@@ -380,6 +380,23 @@ def configure_serve_parser(p: argparse.ArgumentParser) -> None:
                    help="seconds between checks of each model directory for a new model (default 2)")
     p.add_argument("--no-reload", action="store_true", default=None,
                    help="do not watch model directories (SIGHUP still reloads)")
+    p.add_argument("--reload-timeout", type=_positive_float, default=None,
+                   help="seconds a model reload may take before it is given up (default 300)")
+    p.add_argument("--max-body-bytes", type=_positive_int, default=None,
+                   help="largest request body; larger ones get 413 (default 1048576)")
+    p.add_argument("--max-header-bytes", type=_positive_int, default=None,
+                   help="largest request line plus headers; larger get 431 (default 32768)")
+    p.add_argument("--idle-timeout", type=_positive_float, default=None,
+                   help="seconds a connection may wait silent before a request (default 5)")
+    p.add_argument("--header-timeout", type=_positive_float, default=None,
+                   help="seconds to receive a request's headers (default 10)")
+    p.add_argument("--body-timeout", type=_positive_float, default=None,
+                   help="seconds to receive a request's body (default 30)")
+    p.add_argument("--max-connections", type=_positive_int, default=None,
+                   help="open connections at most, per process; more get 503 (default 1000, "
+                        "lowered to the open-file limit)")
+    p.add_argument("--allow-unsigned-payload", action="store_true", default=None,
+                   help="with --auth sigv4: accept UNSIGNED-PAYLOAD (the body is then not signed)")
     p.add_argument("--backend", default=None, help="kernel backend (cpp, numba, numpy; default: best)")
     p.add_argument("--log-level", default=None, choices=("critical", "error", "warning", "info", "debug"),
                    help="log level (default warning)")

@@ -445,7 +445,12 @@ def load_model(path: str | os.PathLike, mmap: bool = True, verify: bool = False)
     ----------
     path : directory
     mmap : bool
-        Memory-map the arrays (read-only) instead of reading them into memory.
+        Memory-map the arrays (read-only) instead of reading them into memory. A mapped model
+        sees the files: truncating one kills the process with SIGBUS on the next access, and an
+        in-place overwrite changes the answers. ``mmap=False`` reads everything into private
+        memory (as much RAM as the files' size), which no later change of the files can reach;
+        ``rankcore serve`` loads that way. Replace a model by renaming new files (or a new
+        directory) into place, as :meth:`Model.save` does.
     verify : bool
         Also check every file's SHA-256 and scan the item table for NaN/inf (reads everything).
 
@@ -455,7 +460,11 @@ def load_model(path: str | os.PathLike, mmap: bool = True, verify: bool = False)
         (a ``ValueError``) naming the offending file, for any missing, truncated, corrupt or
         inconsistent part, or an unknown format version.
     """
-    parts = read_model(path, mmap=mmap, verify=verify)
+    try:
+        parts = read_model(path, mmap=mmap, verify=verify)
+    except (RecursionError, OverflowError, MemoryError) as exc:  # whatever a hostile file provokes
+        raise ModelFormatError(f"{os.path.join(os.fspath(path), MANIFEST)}: unreadable model "
+                               f"({type(exc).__name__})") from None
     try:
         return Model(**parts)
     except ValueError as exc:

@@ -19,18 +19,26 @@ dtype, bytes, sha256}}). Every array is one little-endian C-order ``.npy`` file:
 The ``.npy`` data offset is a multiple of 64 bytes, so a memory-mapped item table is wrapped
 without a copy. Reading checks every file's presence, size, dtype and shape, the IDs, CSR offsets,
 index ranges and the finiteness of the small float arrays; ``verify=True`` adds SHA-256 and the
-item table. Failures raise ``ModelFormatError`` naming the file. Writing renames each file into
-place and the manifest last, so a save that fails midway never leaves a directory that loads.
+item table. Failures raise ``ModelFormatError`` naming the file. Only regular files are opened
+(a FIFO or a device never blocks or floods a load) and the manifest is bounded in size. Writing
+renames each file into place and the manifest last, so a save that fails midway never leaves a
+directory that loads; a save over an older model then removes the files only the old one listed.
+
+``mmap=False`` reads every array into private memory, so nothing that later happens to the files
+(truncation, an in-place overwrite) can reach the loaded model; a memory-mapped model faults
+(SIGBUS) if a mapped file is truncated, and shows the new bytes if one is overwritten in place.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import stat
 
 import numpy as np
 
 from ..core import ItemTable
+from ..core.table import aligned_zeros
 from ..errors import ModelFormatError
 from .columns import column_from_arrays
 from .ids import check_blob, id_index_from_blob
@@ -41,6 +49,66 @@ __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "MANIFEST", "write_model", "read_mod
 FORMAT_NAME = "rankcore-model"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
+#: The largest manifest read: a real one is a few kB; anything bigger is not a model.
+MAX_MANIFEST_BYTES = 16 << 20
+
+
+def open_regular(path: str, limit: int | None = None):
+    """Open ``path`` for binary reading if it is a regular file (of at most ``limit`` bytes).
+
+    ``O_NONBLOCK`` keeps the open of a FIFO from waiting for a writer; the type and size come
+    from ``fstat`` of the opened descriptor, so a file swapped in between cannot slip through.
+    Raises ``ModelFormatError`` (``FileNotFoundError`` when there is nothing at ``path``).
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise ModelFormatError(f"{path}: cannot open ({exc.strerror})") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ModelFormatError(f"{path}: not a regular file")
+        if limit is not None and st.st_size > limit:
+            raise ModelFormatError(f"{path}: {st.st_size} bytes, more than the {limit} allowed")
+        if flags & getattr(os, "O_NONBLOCK", 0):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _read_npy(f, name: str) -> np.ndarray:
+    """Read one ``.npy`` array from ``f`` into private memory (float32 2-D tables 64-byte aligned)."""
+    version = np.lib.format.read_magic(f)
+    if version == (1, 0):
+        shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+    elif version == (2, 0):
+        shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+    else:
+        raise ValueError(f"unsupported .npy version {version}")
+    if fortran or dtype.hasobject:
+        raise ValueError("not a C-order array of plain numbers")
+    if not all(isinstance(n, int) and n >= 0 for n in shape):
+        raise ValueError(f"bad shape {shape}")
+    left = os.fstat(f.fileno()).st_size - f.tell()
+    if int(np.prod(shape, dtype=object)) * dtype.itemsize != left:
+        raise ValueError(f"header shape {shape} does not match the {left} data bytes")
+    if dtype == np.float32 and len(shape) == 2:
+        arr = aligned_zeros(*shape)  # the item table: aligned, so it is used without another copy
+    else:
+        arr = np.empty(shape, dtype=dtype)
+    view = memoryview(arr.reshape(-1).view(np.uint8)) if arr.size else memoryview(b"")
+    got = 0
+    while got < len(view):
+        n = f.readinto(view[got:])
+        if not n:
+            raise ValueError(f"file ends after {got} of {len(view)} data bytes")
+        got += n
+    return arr
 
 
 def _sha256(path: str) -> str:
@@ -77,10 +145,28 @@ class _Writer:
         self.put(prefix + ".offsets.npy", np.asarray(offsets, dtype=np.int64))
 
 
+def _old_files(path: str) -> set:
+    """File names the manifest already in ``path`` lists (plain names only), or an empty set."""
+    try:
+        with open_regular(os.path.join(path, MANIFEST), MAX_MANIFEST_BYTES) as f:
+            files = json.loads(f.read()).get("files")
+    except (OSError, ValueError, RecursionError, AttributeError):
+        return set()
+    if not isinstance(files, dict):
+        return set()
+    return {n for n in files if isinstance(n, str) and n.endswith(".npy") and os.path.basename(n) == n
+            and n not in (os.curdir, os.pardir)}
+
+
 def write_model(model, path: str | os.PathLike, *, checksums: bool = True) -> None:
-    """Write ``model`` (a ``Model``) as a directory; ``checksums`` stores a SHA-256 per file."""
+    """Write ``model`` (a ``Model``) as a directory; ``checksums`` stores a SHA-256 per file.
+
+    Over an existing model, the files its manifest lists that the new model does not have are
+    removed once the new manifest is in place; other files in the directory are left alone.
+    """
     path = os.fspath(path)
     os.makedirs(path, exist_ok=True)
+    old = _old_files(path)
     w = _Writer(path, checksums)
     table = model.item_table
     w.put_ids("item_ids", model.item_index)
@@ -119,6 +205,11 @@ def write_model(model, path: str | os.PathLike, *, checksums: bool = True) -> No
     with open(tmp, "w", encoding="utf-8") as f:
         json.dump(manifest, f, indent=1, sort_keys=True)
     os.replace(tmp, os.path.join(path, MANIFEST))
+    for name in sorted(old - set(w.files)):
+        try:
+            os.remove(os.path.join(path, name))
+        except FileNotFoundError:
+            pass
 
 
 # --------------------------------------------------------------------------- read
@@ -143,22 +234,32 @@ class _Loader:
         entry = self.files.get(name)
         if not isinstance(entry, dict):
             raise ModelFormatError(f"{file}: missing from the manifest")
-        if not os.path.isfile(file):
-            raise ModelFormatError(f"{file}: file is missing")
-        size = os.path.getsize(file)
-        if entry.get("bytes") is not None and size != entry["bytes"]:
-            raise ModelFormatError(f"{file}: size {size} bytes, manifest says {entry['bytes']} "
-                                   "(truncated or corrupt file)")
-        if self.verify and entry.get("sha256") and _sha256(file) != entry["sha256"]:
-            raise ModelFormatError(f"{file}: SHA-256 checksum mismatch (corrupt file)")
+        want = np.dtype(dtype)
+        shape_entry, nbytes = entry.get("shape", []), entry.get("bytes")
+        if (entry.get("dtype") != want.str or not isinstance(shape_entry, list)
+                or not all(type(n) is int for n in shape_entry)
+                or (nbytes is not None and type(nbytes) is not int)):
+            raise ModelFormatError(f"{file}: malformed manifest entry (dtype {entry.get('dtype')!r}, "
+                                   f"expected {want.str!r}; shape and bytes must be integers)")
         try:
-            arr = np.load(file, mmap_mode="r" if self.mmap else None, allow_pickle=False)
-        except Exception as exc:  # ValueError, OSError, EOFError, ... from a damaged header/body
-            raise ModelFormatError(f"{file}: cannot read .npy array ({exc})") from None
+            f = open_regular(file)
+        except FileNotFoundError:
+            raise ModelFormatError(f"{file}: file is missing") from None
+        with f:
+            size = os.fstat(f.fileno()).st_size
+            if nbytes is not None and size != nbytes:
+                raise ModelFormatError(f"{file}: size {size} bytes, manifest says {nbytes} "
+                                       "(truncated or corrupt file)")
+            if self.verify and entry.get("sha256") and _sha256(file) != entry["sha256"]:
+                raise ModelFormatError(f"{file}: SHA-256 checksum mismatch (corrupt file)")
+            try:
+                arr = (np.load(file, mmap_mode="r", allow_pickle=False) if self.mmap
+                       else _read_npy(f, file))
+            except Exception as exc:  # ValueError, OSError, EOFError, ... from a damaged header/body
+                raise ModelFormatError(f"{file}: cannot read .npy array ({exc})") from None
         if not isinstance(arr, np.ndarray):
             raise ModelFormatError(f"{file}: not a single .npy array")
-        want = np.dtype(dtype)
-        if arr.dtype != want or entry.get("dtype") != want.str:
+        if arr.dtype != want:
             raise ModelFormatError(f"{file}: dtype {arr.dtype.str}, expected {want.str}")
         if list(arr.shape) != list(entry.get("shape", [])):
             raise ModelFormatError(f"{file}: shape {arr.shape} differs from the manifest "
@@ -233,19 +334,41 @@ class _Loader:
 def _read_manifest(path: str) -> dict:
     mpath = os.path.join(path, MANIFEST)
     try:
-        with open(mpath, "rb") as f:
-            manifest = json.loads(f.read().decode("utf-8"))
+        with open_regular(mpath, MAX_MANIFEST_BYTES) as f:
+            text = f.read(MAX_MANIFEST_BYTES + 1)
+        if len(text) > MAX_MANIFEST_BYTES:
+            raise ModelFormatError(f"{mpath}: more than {MAX_MANIFEST_BYTES} bytes")
+        manifest = json.loads(text.decode("utf-8"))
     except FileNotFoundError:
         raise ModelFormatError(f"{mpath}: no model manifest (is {path!r} a model directory?)") from None
+    except RecursionError:
+        raise ModelFormatError(f"{mpath}: unreadable manifest (nested too deeply)") from None
     except (OSError, ValueError) as exc:
         raise ModelFormatError(f"{mpath}: unreadable manifest ({exc})") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
         raise ModelFormatError(f"{mpath}: not a {FORMAT_NAME} manifest")
     version = manifest.get("version")
-    if version != FORMAT_VERSION:
+    if type(version) is not int or version != FORMAT_VERSION:
         raise ModelFormatError(f"{mpath}: unsupported format version {version!r} "
                                f"(this rankcore reads version {FORMAT_VERSION})")
     return manifest
+
+
+def _field(manifest: dict, mpath: str, key: str, kind: type, default=None):
+    """``manifest[key]``, which must be exactly of JSON type ``kind`` (``True`` is not an int)."""
+    if key not in manifest and default is not None:
+        return default
+    value = manifest.get(key)
+    if type(value) is not kind:
+        shown = repr(value)
+        shown = shown if len(shown) <= 40 else shown[:40] + "..."
+        raise ModelFormatError(f"{mpath}: malformed manifest: {key!r} must be "
+                               f"{'an' if kind is int else 'a'} {kind.__name__} (JSON "
+                               f"{_JSON_TYPES[kind]}), got {shown}")
+    return value
+
+
+_JSON_TYPES = {int: "integer", bool: "true/false", dict: "object", list: "array"}
 
 
 def read_model(path: str | os.PathLike, *, mmap: bool = True, verify: bool = False) -> dict:
@@ -256,19 +379,16 @@ def read_model(path: str | os.PathLike, *, mmap: bool = True, verify: bool = Fal
     path = os.fspath(path)
     manifest = _read_manifest(path)
     mpath = os.path.join(path, MANIFEST)
-    try:
-        dim, pdim = int(manifest["dim"]), int(manifest["padded_dim"])
-        n_items, n_users = int(manifest["n_items"]), int(manifest["n_users"])
-        context_spec = dict(manifest.get("context", {}))
-        item_spec = dict(manifest.get("item_columns", {}))
-        user_spec = dict(manifest.get("user_columns", {}))
-        event_types = tuple(str(e) for e in manifest.get("event_types", []))
-        has_bias = bool(manifest.get("has_item_bias", False))
-        training = manifest.get("training", {})
-        if not isinstance(training, dict):
-            raise TypeError("'training' must be an object")
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ModelFormatError(f"{mpath}: malformed manifest ({exc!r})") from None
+    dim, pdim = _field(manifest, mpath, "dim", int), _field(manifest, mpath, "padded_dim", int)
+    n_items, n_users = _field(manifest, mpath, "n_items", int), _field(manifest, mpath, "n_users", int)
+    context_spec = _field(manifest, mpath, "context", dict, {})
+    item_spec = _field(manifest, mpath, "item_columns", dict, {})
+    user_spec = _field(manifest, mpath, "user_columns", dict, {})
+    event_types = tuple(_field(manifest, mpath, "event_types", list, []))
+    has_bias = _field(manifest, mpath, "has_item_bias", bool, False)
+    if not all(isinstance(e, str) for e in event_types):
+        raise ModelFormatError(f"{mpath}: 'event_types' must be a list of strings")
+    training = _field(manifest, mpath, "training", dict, {})
     if dim < 1 or pdim < dim or pdim % 16 or n_items < 1 or n_users < 0:
         raise ModelFormatError(f"{mpath}: inconsistent sizes dim={dim} padded_dim={pdim} "
                                f"n_items={n_items} n_users={n_users}")

@@ -2,7 +2,8 @@
 
 Needs the ``server`` extra. ``app`` holds the Starlette application and its routes, ``registry``
 the served campaigns and their hot swap, ``sigv4`` the authentication, ``metrics`` the
-``/metrics`` text, ``config`` the settings, ``main`` the command and the uvicorn start.
+``/metrics`` text, ``protocol`` the HTTP connection guards (timeouts, size limits, connection
+cap), ``config`` the settings, ``main`` the command and the uvicorn start.
 """
 from __future__ import annotations
 

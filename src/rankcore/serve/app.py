@@ -4,9 +4,13 @@ Routes: ``POST /personalize-ranking`` (GetPersonalizedRanking, through
 ``Client.get_personalized_ranking_json``), ``POST /recommendations`` (answered
 ``InvalidInputException``: not served), ``GET /ping`` and ``GET /metrics``; anything else is 404
 ``UnknownOperationException``. Errors are ``{"__type": NAME, "message": ...}`` with header
-``x-amzn-ErrorType``; every response carries ``x-amzn-RequestId``. ``POST /personalize-ranking``
-skips Starlette's middleware and router: its raw ASGI endpoint answers every outcome itself.
-With a verifier the POST routes need SigV4; ``/ping`` and ``/metrics`` never do.
+``x-amzn-ErrorType``; every response carries ``x-amzn-RequestId``; a wrong method or a trailing
+slash is 404 too (no redirect). Messages are cut to ``MAX_MESSAGE`` characters, so a huge bad
+value is never echoed. ``POST /personalize-ranking`` skips Starlette's middleware and router: its
+raw ASGI endpoint answers every outcome itself. A body over ``max_body_bytes`` is 413
+(``Content-Length`` checked before reading, a chunked body while reading); with a verifier the
+POST routes need SigV4, and the signature's headers are checked before the body is read.
+``/ping`` and ``/metrics`` never need a signature.
 """
 from __future__ import annotations
 
@@ -23,7 +27,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ..errors import AuthError, InvalidInputException, PersonalizeError
-from .metrics import Metrics
+from .metrics import CONTENT_TYPE, Metrics
 from .registry import CampaignRegistry
 from .sigv4 import SigV4Verifier
 
@@ -32,6 +36,24 @@ __all__ = ["create_app", "error_response"]
 log = logging.getLogger(__name__)
 
 _JSON = b"application/json"
+#: Longest error message sent: a message quoting a huge bad value is cut here.
+MAX_MESSAGE = 1024
+#: Default body limit: far above a valid GetPersonalizedRanking (500 IDs of 256 characters).
+DEFAULT_MAX_BODY_BYTES = 1 << 20
+
+
+def _short(message: str) -> str:
+    if len(message) <= MAX_MESSAGE:
+        return message
+    return message[:MAX_MESSAGE] + f"... ({len(message) - MAX_MESSAGE} more characters)"
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class _Disconnected(Exception):
+    pass
 
 
 def _headers(request_id: str, error: str | None = None, content_type: bytes = _JSON,
@@ -44,7 +66,7 @@ def _headers(request_id: str, error: str | None = None, content_type: bytes = _J
 
 
 def _error_body(name: str, message: str) -> bytes:
-    return orjson.dumps({"__type": name, "message": message})
+    return orjson.dumps({"__type": name, "message": _short(message)})
 
 
 def error_response(status: int, name: str, message: str) -> Response:
@@ -54,41 +76,54 @@ def error_response(status: int, name: str, message: str) -> Response:
                     headers={"x-amzn-RequestId": rid, "x-amzn-ErrorType": name})
 
 
-async def _read_body(receive) -> bytes:
-    message = await receive()
-    body = message.get("body", b"")
-    if not message.get("more_body", False):
-        return body
-    chunks = [body]
-    while message.get("more_body", False):
+async def _read_body(receive, limit: int) -> bytes:
+    """The whole request body; ``_TooLarge`` as soon as it passes ``limit`` bytes."""
+    chunks, size = [], 0
+    while True:
         message = await receive()
-        chunks.append(message.get("body", b""))
-    return b"".join(chunks)
+        if message["type"] == "http.disconnect":
+            raise _Disconnected()
+        body = message.get("body", b"")
+        size += len(body)
+        if size > limit:
+            raise _TooLarge()
+        chunks.append(body)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _content_length(scope) -> int | None:
+    for k, v in scope["headers"]:
+        if k == b"content-length":
+            try:
+                return int(v)
+            except ValueError:
+                return None
+    return None
 
 
 class _Operation:
     """A raw ASGI endpoint for one POST operation: read body, verify, call, answer."""
 
     def __init__(self, name: str, handler: Callable, metrics: Metrics, verifier: SigV4Verifier | None,
-                 timed: bool = False):
+                 timed: bool = False, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES):
         self.name = name
         self.handler = handler
         self.metrics = metrics
         self.verifier = verifier
         self.timed = timed
+        self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope, receive, send) -> None:
         t0 = time.perf_counter()
-        body = await _read_body(receive)
         error = None
         try:
-            if self.verifier is not None:
-                self._verify(scope, body)
-            try:
-                params = orjson.loads(body)
-            except orjson.JSONDecodeError as exc:
-                raise InvalidInputException(f"Request body is not valid JSON: {exc}") from None
-            status, payload, rid = 200, *self.handler(params)
+            status, payload, rid = 200, *await self._answer(scope, receive)
+        except _Disconnected:
+            return
+        except _TooLarge:
+            status, error, rid = 413, "InvalidInputException", str(uuid.uuid4())
+            payload = _error_body(error, f"The request body is larger than {self.max_body_bytes} bytes")
         except PersonalizeError as exc:
             status, error, rid = exc.http_status, exc.code, str(uuid.uuid4())
             payload = _error_body(error, exc.message)
@@ -102,20 +137,41 @@ class _Operation:
             log.exception("%s failed", self.name)
             status, error, rid = 500, "ServiceException", str(uuid.uuid4())
             payload = _error_body(error, f"Internal error ({type(exc).__name__})")
-        await send({"type": "http.response.start", "status": status,
-                    "headers": _headers(rid, error, length=len(payload))})
+        headers = _headers(rid, error, length=len(payload))
+        if status == 413:
+            headers.append((b"connection", b"close"))  # the rest of the body is never read
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": payload})
         self.metrics.observe(self.name, status, error, time.perf_counter() - t0 if self.timed else None)
 
-    def _verify(self, scope, body: bytes) -> None:
-        headers: dict = {}
-        for k, v in scope["headers"]:
-            name = k.decode("latin-1").lower()
-            value = " ".join(v.decode("latin-1").split())
-            headers[name] = headers[name] + "," + value if name in headers else value
-        raw_path = scope.get("raw_path") or scope["path"].encode()
-        self.verifier.verify(scope["method"], raw_path.decode("latin-1"),
-                             scope.get("query_string", b"").decode("latin-1"), headers, body)
+    async def _answer(self, scope, receive) -> tuple:
+        """Check size and signature headers, read the body, verify, call: ``(payload, request ID)``."""
+        length = _content_length(scope)
+        if length is not None and length > self.max_body_bytes:
+            raise _TooLarge()
+        headers = _header_dict(scope) if self.verifier is not None else None
+        if headers is not None:
+            self.verifier.check_headers(headers)  # before a byte of the body is read
+        body = await _read_body(receive, self.max_body_bytes)
+        if headers is not None:
+            raw_path = scope.get("raw_path") or scope["path"].encode()
+            self.verifier.verify(scope["method"], raw_path.decode("latin-1"),
+                                 scope.get("query_string", b"").decode("latin-1"), headers, body)
+        try:
+            params = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise InvalidInputException(f"Request body is not valid JSON: {exc}") from None
+        return self.handler(params)
+
+
+def _header_dict(scope) -> dict:
+    """Lower-case header name -> value (repeated headers joined with commas, spaces squeezed)."""
+    headers: dict = {}
+    for k, v in scope["headers"]:
+        name = k.decode("latin-1").lower()
+        value = " ".join(v.decode("latin-1").split())
+        headers[name] = headers[name] + "," + value if name in headers else value
+    return headers
 
 
 class _App(Starlette):
@@ -138,9 +194,11 @@ class _App(Starlette):
 
 
 def create_app(registry: CampaignRegistry, *, verifier: SigV4Verifier | None = None,
-               metrics: Metrics | None = None) -> Starlette:
+               metrics: Metrics | None = None,
+               max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> Starlette:
     """The Starlette application serving ``registry`` (routes in the module docstring)."""
     metrics = metrics if metrics is not None else Metrics()
+    metrics.attach(registry)
 
     def get_personalized_ranking(params):
         client = registry.client  # read once: the whole request sees one model
@@ -158,28 +216,31 @@ def create_app(registry: CampaignRegistry, *, verifier: SigV4Verifier | None = N
                         headers={"x-amzn-RequestId": str(uuid.uuid4())})
 
     async def metrics_route(request: Request) -> Response:
-        return Response(metrics.render(registry), media_type="text/plain; version=0.0.4",
-                        headers={"x-amzn-RequestId": str(uuid.uuid4())})
+        return Response(metrics.render(), headers={"content-type": CONTENT_TYPE,
+                                                   "x-amzn-RequestId": str(uuid.uuid4())})
 
     async def http_error(request: Request, exc: HTTPException) -> Response:
-        metrics.observe("Unknown", exc.status_code, "UnknownOperationException", None)
-        return error_response(exc.status_code, "UnknownOperationException",
-                              f"{request.method} {request.url.path} is not an operation of this service")
+        status = 404 if exc.status_code in (404, 405) else exc.status_code  # 405 too: no such operation
+        metrics.observe("Unknown", status, "UnknownOperationException", None)
+        return error_response(status, "UnknownOperationException",
+                              f"{request.method} {request.url.path[:100]} is not an operation of this service")
 
     async def server_error(request: Request, exc: Exception) -> Response:
         metrics.observe("Unknown", 500, "ServiceException", None)
         return error_response(500, "ServiceException", "Internal error")
 
-    ranking = _Operation("GetPersonalizedRanking", get_personalized_ranking, metrics, verifier, timed=True)
+    ranking = _Operation("GetPersonalizedRanking", get_personalized_ranking, metrics, verifier,
+                         timed=True, max_body_bytes=max_body_bytes)
     routes = [
         Route("/personalize-ranking", ranking, methods=["POST"]),
         Route("/recommendations", _Operation("GetRecommendations", get_recommendations, metrics,
-                                             verifier), methods=["POST"]),
+                                             verifier, max_body_bytes=max_body_bytes), methods=["POST"]),
         Route("/ping", ping, methods=["GET", "HEAD"]),
         Route("/metrics", metrics_route, methods=["GET"]),
     ]
     app = _App(ranking, routes=routes,
                exception_handlers={HTTPException: http_error, Exception: server_error})
+    app.router.redirect_slashes = False  # a redirect would carry no request ID; 404 instead
     app.state.registry = registry
     app.state.metrics = metrics
     return app

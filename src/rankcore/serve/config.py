@@ -10,7 +10,9 @@ import json
 import os
 
 from ..personalize import DEFAULT_ACCOUNT, DEFAULT_REGION
-from .registry import DEFAULT_RELOAD_INTERVAL
+from .app import DEFAULT_MAX_BODY_BYTES
+from .protocol import DEFAULT_LIMITS
+from .registry import DEFAULT_RELOAD_INTERVAL, DEFAULT_RELOAD_TIMEOUT
 
 __all__ = ["settings_from_args", "resolve_workers", "parse_campaign", "parse_filter",
            "DEFAULT_HOST", "DEFAULT_PORT"]
@@ -21,7 +23,9 @@ DEFAULT_PORT = 8080
 _SETTINGS = {"host": DEFAULT_HOST, "port": DEFAULT_PORT, "workers": 1, "region": DEFAULT_REGION,
              "account": DEFAULT_ACCOUNT, "max_input_items": 500, "auth": "none", "credentials": None,
              "reload_interval": DEFAULT_RELOAD_INTERVAL, "no_reload": False, "backend": None,
-             "log_level": "warning"}
+             "log_level": "warning", "reload_timeout": DEFAULT_RELOAD_TIMEOUT,
+             "max_body_bytes": DEFAULT_MAX_BODY_BYTES, "allow_unsigned_payload": False,
+             **DEFAULT_LIMITS}
 
 
 def parse_campaign(text: str) -> tuple:
@@ -82,8 +86,8 @@ def settings_from_args(args) -> dict:
 def resolve_workers(value) -> int:
     """``workers`` setting -> process count: a positive int, or ``"auto"`` for one per CPU.
 
-    The default stays 1: one process keeps ``/metrics`` whole (each worker counts only its own
-    requests) and handles SIGHUP itself. ``auto`` is for a multi-core machine where the server
+    The default stays 1: one process swaps models in place on SIGHUP (workers are restarted
+    instead) and holds one copy of each model in memory. ``auto`` is for a multi-core machine where the server
     has the cores to itself; ranking is CPU-bound, so more workers than CPUs gains nothing.
     """
     if isinstance(value, str) and value.strip().lower() == "auto":

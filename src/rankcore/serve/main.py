@@ -3,9 +3,13 @@
 One process by default. Ranking is CPU-bound Python around native kernels, so one process serves
 at most one core; ``--workers N`` (or ``auto``) starts N uvicorn workers, each of which builds its
 own registry through the factory :func:`app_from_environment` (settings passed as JSON in
-``RANKCORE_SERVE_SETTINGS``). With workers, ``/metrics`` counts per worker and SIGHUP restarts
-the workers (uvicorn's supervisor) instead of swapping models in place. Without authentication
-the server warns unless it binds a loopback address.
+``RANKCORE_SERVE_SETTINGS``). With workers, ``/metrics`` aggregates every worker (prometheus_client
+multiprocess mode over a private directory) and SIGHUP restarts the workers (uvicorn's
+supervisor, logged) instead of swapping models in place. The listening socket is bound before the
+"serving on" line is printed, so a port in use is one clear error; SIGINT exits 130 whatever the
+worker count. Connections go through ``protocol.GuardedProtocol`` (timeouts, size limits and a
+connection cap from the settings). Without authentication the server warns unless it binds a
+loopback address.
 """
 from __future__ import annotations
 
@@ -13,13 +17,21 @@ import gc
 import json
 import logging
 import os
+import resource
+import signal
+import socket
 import sys
 
 import uvicorn
 from starlette.applications import Starlette
+from uvicorn.supervisors import Multiprocess
 
+from ..core import backend as _backend
+from ..core import native
 from .app import create_app
 from .config import resolve_workers, settings_from_args
+from .metrics import Metrics, start_multiprocess_dir
+from .protocol import DEFAULT_LIMITS, GuardedProtocol
 from .registry import CampaignRegistry, CampaignSpec
 from .sigv4 import SigV4Verifier, load_credentials
 
@@ -39,16 +51,20 @@ def registry_from_settings(s: dict) -> CampaignRegistry:
         fl = [(n, e) for c, n, e in s["filters"] if c is None or c == name]
         specs.append(CampaignSpec(name, os.fspath(path), fl))
     return CampaignRegistry(specs, region=s["region"], account=s["account"],
-                            max_input_items=s["max_input_items"], backend=s["backend"])
+                            max_input_items=s["max_input_items"], backend=s["backend"],
+                            reload_timeout=s["reload_timeout"])
 
 
 def app_from_settings(s: dict) -> Starlette:
     """The app of one process; starts the model watcher (``_sighup``: also for SIGHUP alone)."""
     registry = registry_from_settings(s)
-    verifier = SigV4Verifier(load_credentials(s["credentials"])) if s["auth"] == "sigv4" else None
+    verifier = None
+    if s["auth"] == "sigv4":
+        verifier = SigV4Verifier(load_credentials(s["credentials"]), region=s["region"],
+                                 allow_unsigned_payload=s["allow_unsigned_payload"])
+    app = create_app(registry, verifier=verifier, metrics=Metrics(), max_body_bytes=s["max_body_bytes"])
     if not s["no_reload"] or s.get("_sighup"):
         registry.start_watcher(None if s["no_reload"] else s["reload_interval"])
-    app = create_app(registry, verifier=verifier)
     gc.collect()
     gc.freeze()  # start-up objects never need scanning again: cheaper collections per request
     return app
@@ -69,7 +85,7 @@ def _configure_logging(level: str) -> None:
 
 
 def serve(s: dict) -> int:
-    """Run the server until SIGINT/SIGTERM. ``s`` comes from ``settings_from_args``."""
+    """Run the server until SIGINT (returns 130) or SIGTERM (0). ``s``: ``settings_from_args``."""
     _configure_logging(s["log_level"])
     s = dict(s, workers=resolve_workers(s["workers"]))
     if s["auth"] == "sigv4" and not s["credentials"]:
@@ -77,26 +93,82 @@ def serve(s: dict) -> int:
     if s["auth"] == "none" and s["host"] not in _LOOPBACK:
         print(f"warning: serving on {s['host']} without authentication: anyone who can reach this "
               "address can query the models (use --auth sigv4 --credentials FILE)", file=sys.stderr)
-    common = dict(host=s["host"], port=s["port"], loop="uvloop", http="httptools", access_log=False,
-                  log_level=s["log_level"], lifespan="off", server_header=False,
+    limits = {k: s[k] for k in DEFAULT_LIMITS}
+    limits["max_connections"] = _connection_cap(limits["max_connections"])
+    common = dict(loop="uvloop", http=GuardedProtocol, access_log=False, log_level=s["log_level"],
+                  lifespan="off", server_header=False, timeout_keep_alive=s["idle_timeout"],
                   proxy_headers=False)  # nothing reads the client address or scheme
     if s["workers"] > 1:
         # each worker builds its own registry (and watcher) from the settings
         registry = registry_from_settings(s)  # fail fast, and print the ARNs, in the parent
+        sock = _bind(s["host"], s["port"])
         _print_startup(s, registry)
         del registry
+        start_multiprocess_dir()  # before any worker imports prometheus_client
         os.environ[_SETTINGS_ENV] = json.dumps(s)
-        uvicorn.run(WORKER_FACTORY, factory=True, workers=s["workers"], **common)
-        return 0
+        config = uvicorn.Config(WORKER_FACTORY, factory=True, workers=s["workers"], **common)
+        config.rankcore_limits = limits
+        supervisor = _Supervisor(config, sockets=[sock])
+        supervisor.run()
+        return 130 if supervisor.interrupted else 0
     app = app_from_settings(dict(s, _sighup=True))
     registry = app.state.registry
+    sock = _bind(s["host"], s["port"])
     _print_startup(s, registry)
     registry.reload_on_sighup()
+    config = uvicorn.Config(app, **common)
+    config.rankcore_limits = limits
     try:
-        uvicorn.Server(uvicorn.Config(app, **common)).run()
+        uvicorn.Server(config).run(sockets=[sock])  # re-raises SIGINT as KeyboardInterrupt: 130
     finally:
         registry.stop_watcher()
     return 0
+
+
+class _Supervisor(Multiprocess):
+    """uvicorn's worker supervisor, logging SIGHUP restarts and remembering a SIGINT."""
+
+    interrupted = False
+
+    def handle_int(self) -> None:
+        self.interrupted = True
+        super().handle_int()
+
+    def handle_hup(self) -> None:
+        log.warning("SIGHUP: restarting the %d workers (each loads the models again)", len(self.processes))
+        super().handle_hup()
+        log.warning("SIGHUP: workers restarted")
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """The listening socket, bound now: a port in use is a one-line error before anything prints."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        raise OSError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def _connection_cap(wanted: int) -> int:
+    """``max_connections``, lowered to what the open-file limit allows (with room for models)."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return wanted
+    return max(1, min(wanted, soft - 64))
+
+
+def _kernel(backend: str | None) -> str:
+    """The backend serving requests, and the SIMD kernel for ``cpp`` (as ``build_info`` says)."""
+    name = _backend.resolve_name(backend)
+    if name == "cpp" and native.HAS_NATIVE:
+        return f"cpp, {native.core.build_info().get('kernel')} kernel"
+    return name
 
 
 def _print_startup(s: dict, registry: CampaignRegistry) -> None:
@@ -106,8 +178,9 @@ def _print_startup(s: dict, registry: CampaignRegistry) -> None:
             print(f"  filter {farn}")
     auth = "SigV4" if s["auth"] == "sigv4" else "none"
     reload = "off" if s["no_reload"] else f"every {s['reload_interval']:g} s"
-    print(f"rankcore serving on http://{s['host']}:{s['port']} (workers {s['workers']}, "
-          f"auth {auth}, reload {reload}, SIGHUP reloads)", flush=True)
+    backend = _kernel(s["backend"])
+    print(f"rankcore serving on http://{s['host']}:{s['port']} (backend {backend}, workers "
+          f"{s['workers']}, auth {auth}, reload {reload}, SIGHUP reloads)", flush=True)
 
 
 def serve_main(args) -> int:

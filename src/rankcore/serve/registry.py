@@ -1,12 +1,14 @@
 """The served campaigns and their hot swap (UpdateCampaign).
 
 A :class:`CampaignRegistry` holds one ``Campaign`` per ``NAME=DIR`` and a ``Client`` over all of
-them. A reload (the directory's ``manifest.json`` changed, checked every ``reload_interval``
-seconds by a background thread, or SIGHUP) loads the new model, builds a new ``Campaign`` (its
-filters re-created) and a new ``Client``, then publishes the client with one assignment. A request
-reads ``registry.client`` once, so it is answered wholly by the old or wholly by the new model and
-nothing waits during the swap. A model that fails to load is logged and the old one keeps serving.
-``Model.save`` writes the manifest last, so saving into the served directory triggers one reload.
+them. A reload (a file of the directory changed, checked every ``reload_interval`` seconds by a
+background thread, or SIGHUP) loads the new model, builds a new ``Campaign`` (its filters
+re-created) and a new ``Client``, then publishes the client with one assignment. A request reads
+``registry.client`` once, so it is answered wholly by the old or wholly by the new model and
+nothing waits during the swap. A model that fails to load, or takes longer than
+``reload_timeout``, is logged and counted and the old one keeps serving; the next change (or
+SIGHUP) is tried again. Models are read into private memory (see :class:`CampaignRegistry` for
+why and what it costs).
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 from ..model import load_model
+from ..model.storage import MANIFEST
 from ..personalize import DEFAULT_ACCOUNT, DEFAULT_REGION, Campaign, Client
 
 __all__ = ["CampaignSpec", "CampaignRegistry", "DEFAULT_RELOAD_INTERVAL"]
@@ -25,6 +28,7 @@ __all__ = ["CampaignSpec", "CampaignRegistry", "DEFAULT_RELOAD_INTERVAL"]
 log = logging.getLogger(__name__)
 
 DEFAULT_RELOAD_INTERVAL = 2.0
+DEFAULT_RELOAD_TIMEOUT = 300.0
 
 
 @dataclass
@@ -36,12 +40,21 @@ class CampaignSpec:
     filters: list = field(default_factory=list)
 
 
-def _manifest_stamp(path: str):
+def _dir_stamp(path: str):
+    """``(name, inode, mtime, size)`` of every file in the directory (temporary files aside), or
+    None without a manifest: any write, rename or truncation in the directory changes it."""
     try:
-        st = os.stat(os.path.join(path, "manifest.json"))
+        with os.scandir(path) as it:
+            entries = [(e.name, e.stat()) for e in it if not e.name.endswith(".tmp")]
     except OSError:
         return None
-    return (st.st_ino, st.st_mtime_ns, st.st_size)
+    if not any(name == MANIFEST for name, _ in entries):
+        return None
+    return tuple(sorted((name, st.st_ino, st.st_mtime_ns, st.st_size) for name, st in entries))
+
+
+def _default_loader(path: str):
+    return load_model(path, mmap=False)
 
 
 def _warm_up(campaign: Campaign) -> None:
@@ -67,7 +80,26 @@ class CampaignRegistry:
     backend : str, optional
         Kernel backend of every ``Campaign``.
     loader : callable, optional
-        ``loader(path) -> Model`` (default ``load_model(path, mmap=True)``).
+        ``loader(path) -> Model`` (default ``load_model(path, mmap=False)``).
+    reload_timeout : float
+        Seconds a reload may take before it is given up (counted as a failure, old model kept).
+
+    Notes
+    -----
+    Why the models are read and not memory-mapped: a mapped file that is truncated under the
+    server kills it with SIGBUS on the next request that touches the lost pages (MAP_PRIVATE
+    faults the same way), and an in-place overwrite of a mapped file changes the answers of the
+    running model, row by row, before its manifest says so. A private copy costs resident memory
+    equal to the model's files (the item table dominates: n_items x padded_dim x 4 bytes), per
+    worker process, and the page cache holds the files' pages until the kernel needs them.
+
+    Which writes are safe: anything. A new model is picked up when a file of the directory
+    changes and then stays unchanged for one check (the watcher waits for the directory to
+    settle, and throws away a load during which a file changed), so ``Model.save`` into the
+    served directory (each file renamed into place, the manifest last), renaming a new directory
+    into place, and even ``cp -r new/. live/`` swap models; a truncated or half-written file
+    makes the reload fail (counted in ``/metrics``) while the old model keeps serving. Renaming
+    into place is the way to get exactly one reload.
 
     Attributes
     ----------
@@ -77,7 +109,8 @@ class CampaignRegistry:
 
     def __init__(self, specs: Sequence[CampaignSpec], *, region: str = DEFAULT_REGION,
                  account: str = DEFAULT_ACCOUNT, max_input_items: int | None = 500,
-                 backend: str | None = None, loader: Callable | None = None):
+                 backend: str | None = None, loader: Callable | None = None,
+                 reload_timeout: float = DEFAULT_RELOAD_TIMEOUT):
         names = [s.name for s in specs]
         if not specs:
             raise ValueError("no campaign to serve (give --campaign NAME=DIR)")
@@ -88,9 +121,12 @@ class CampaignRegistry:
         self.account = account
         self.max_input_items = max_input_items
         self.backend = backend
-        self._loader = loader or (lambda p: load_model(p, mmap=True))
+        self._loader = loader or _default_loader
+        self.reload_timeout = reload_timeout
         self._lock = threading.Lock()  # serialises reloads (readers never lock)
-        self._stamps: dict = {}
+        self._stamps: dict = {}   # campaign -> directory stamp of the model served (or last tried)
+        self._seen: dict = {}     # campaign -> directory stamp at the previous settled check
+        self.listeners: list = []  # f(campaign, ok, generation) after every reload attempt
         self.generations: dict = {}
         self.reloads: dict = {}
         self.reload_failures: dict = {}
@@ -100,7 +136,7 @@ class CampaignRegistry:
         self._thread: threading.Thread | None = None
         campaigns = {}
         for spec in specs:
-            self._stamps[spec.name] = _manifest_stamp(spec.path)
+            self._stamps[spec.name] = _dir_stamp(spec.path)
             campaigns[spec.name] = self._build(spec)
             self.generations[spec.name] = 1
             self.reloads[spec.name] = 0
@@ -130,14 +166,16 @@ class CampaignRegistry:
         """Load campaign ``name``'s model again and swap it in; False (old one kept) on failure."""
         spec = self.specs[name]
         with self._lock:
-            stamp = _manifest_stamp(spec.path)
+            stamp = _dir_stamp(spec.path)
             try:
-                campaign = self._build(spec)
+                campaign = self._build_within_timeout(spec)
             except Exception as exc:
-                self.reload_failures[name] += 1
                 self._stamps[name] = stamp  # do not retry the same broken model in a loop
-                log.error("campaign %s: reloading %s failed, still serving the previous model: %s",
-                          name, spec.path, exc)
+                self._failed(name, f"reloading {spec.path} failed, still serving the previous "
+                                   f"model: {exc}")
+                return False
+            if _dir_stamp(spec.path) != stamp:  # written to while it was read: try again later
+                log.info("campaign %s: %s changed while it was loaded; loading it again", name, spec.path)
                 return False
             campaigns = dict(self.campaigns)
             campaigns[name] = campaign
@@ -149,15 +187,56 @@ class CampaignRegistry:
             self.reloads[name] += 1
         log.warning("campaign %s: reloaded the model in %s (generation %d)", name, spec.path,
                     self.generations[name])
+        self._notify(name, True)
         return True
 
-    def check(self) -> list:
-        """Reload every campaign whose manifest changed (or all after ``request_reload``)."""
+    def _failed(self, name: str, message: str) -> None:
+        self.reload_failures[name] += 1
+        log.error("campaign %s: %s", name, message)
+        self._notify(name, False)
+
+    def _notify(self, name: str, ok: bool) -> None:
+        for listener in self.listeners:
+            try:
+                listener(name, ok, self.generations[name])
+            except Exception:  # pragma: no cover - a metrics hook must not stop reloads
+                log.exception("reload listener")
+
+    def _build_within_timeout(self, spec: CampaignSpec) -> Campaign:
+        """:meth:`_build` in its own thread, given up after ``reload_timeout`` seconds.
+
+        A load that hangs (a file system that stops answering) is left to finish or hang in its
+        daemon thread; its result is never used, and the watcher goes on with later changes.
+        """
+        result: dict = {}
+
+        def run():
+            try:
+                result["campaign"] = self._build(spec)
+            except BaseException as exc:  # handed to the waiting thread
+                result["error"] = exc
+
+        t = threading.Thread(target=run, name=f"rankcore-load-{spec.name}", daemon=True)
+        t.start()
+        t.join(self.reload_timeout)
+        if t.is_alive():
+            raise TimeoutError(f"gave up after {self.reload_timeout:g} s")
+        if "error" in result:
+            raise result["error"]
+        return result["campaign"]
+
+    def check(self, settle: bool = False) -> list:
+        """Reload every campaign whose directory changed (or all after ``request_reload``).
+
+        ``settle``: reload only a directory that has not changed since the previous check.
+        """
         reload_all, self._reload_all = self._reload_all, False
         done = []
         for name, spec in self.specs.items():
-            stamp = _manifest_stamp(spec.path)
-            if reload_all or (stamp is not None and stamp != self._stamps.get(name)):
+            stamp = _dir_stamp(spec.path)
+            seen, self._seen[name] = self._seen.get(name), stamp
+            changed = stamp is not None and stamp != self._stamps.get(name)
+            if reload_all or (changed and (not settle or stamp == seen)):
                 if self.reload(name):
                     done.append(name)
         return done
@@ -185,7 +264,7 @@ class CampaignRegistry:
                     break
                 try:
                     if interval is not None or self._reload_all:
-                        self.check()
+                        self.check(settle=True)
                 except Exception:  # pragma: no cover - keep watching whatever happens
                     log.exception("model watcher")
 

@@ -5,7 +5,10 @@ AWS-style ini file (``[profile]`` sections with ``aws_access_key_id`` / ``aws_se
 :class:`SigV4Verifier` checks AWS Signature Version 4 (signing name ``personalize``) by signing
 the request again with botocore's own signer. Rejections raise ``rankcore.errors.AuthError`` with
 the code AWS sends (``MissingAuthenticationTokenException``, ``UnrecognizedClientException``,
-``InvalidSignatureException``, ...); the app answers them with 403.
+``InvalidSignatureException``, ...); the app answers them with 403. The credential scope must
+name the server's region and the service; ``UNSIGNED-PAYLOAD`` (a body outside the signature)
+is refused unless ``allow_unsigned_payload``. :meth:`SigV4Verifier.check_headers` checks
+everything but the signature itself, so a request is refused before its body is read.
 """
 from __future__ import annotations
 
@@ -74,7 +77,8 @@ class SigV4Verifier:
 
     MAX_SKEW = 300.0
 
-    def __init__(self, credentials: Mapping[str, str], service: str = "personalize"):
+    def __init__(self, credentials: Mapping[str, str], service: str = "personalize", *,
+                 region: str | None = None, allow_unsigned_payload: bool = False):
         # lazy: botocore is needed only with --auth sigv4
         from botocore.auth import SigV4Auth
         from botocore.awsrequest import AWSRequest
@@ -82,10 +86,13 @@ class SigV4Verifier:
 
         self.credentials = dict(credentials)
         self.service = service
+        self.region = region
+        self.allow_unsigned_payload = allow_unsigned_payload
         self._SigV4Auth, self._AWSRequest, self._Credentials = SigV4Auth, AWSRequest, Credentials
 
-    def verify(self, method: str, path: str, query: str, headers: Mapping[str, str], body: bytes) -> None:
-        """Raise ``AuthError`` unless the request is signed with a known key. ``headers`` lower-case."""
+    def check_headers(self, headers: Mapping[str, str]) -> tuple:
+        """Everything but the signature: ``(akid, secret, region, amz_date, signed_headers,
+        signature)``, or ``AuthError``. ``headers`` lower-case."""
         auth = headers.get("authorization")
         if not auth:
             raise AuthError("MissingAuthenticationTokenException", "Missing Authentication Token")
@@ -98,17 +105,26 @@ class SigV4Verifier:
             when = _dt.datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ").replace(tzinfo=_dt.timezone.utc)
         except ValueError:
             raise AuthError("IncompleteSignatureException", "X-Amz-Date header is missing or malformed") from None
-        if service != self.service or date != amz_date[:8]:
+        if (service != self.service or date != amz_date[:8]
+                or (self.region is not None and region != self.region)):
+            where = f"region '{self.region}'" if self.region is not None else "a valid region"
             raise AuthError("InvalidSignatureException",
-                            f"Credential should be scoped to a valid region and to service '{self.service}'.")
+                            f"Credential should be scoped to {where} and to service '{self.service}'.")
         if abs(time.time() - when.timestamp()) > self.MAX_SKEW:
             raise AuthError("InvalidSignatureException",
                             f"Signature expired: {amz_date} is more than 5 minutes from the server time.")
-        signed = {}
+        if headers.get("x-amz-content-sha256") == "UNSIGNED-PAYLOAD" and not self.allow_unsigned_payload:
+            raise AuthError("InvalidSignatureException",
+                            "UNSIGNED-PAYLOAD is not accepted: sign the request body")
         for name in signed_headers:
             if name not in headers:
                 raise AuthError("InvalidSignatureException", f"Signed header {name!r} is missing")
-            signed[name] = headers[name]
+        return akid, secret, region, amz_date, signed_headers, signature
+
+    def verify(self, method: str, path: str, query: str, headers: Mapping[str, str], body: bytes) -> None:
+        """Raise ``AuthError`` unless the request is signed with a known key. ``headers`` lower-case."""
+        akid, secret, region, amz_date, signed_headers, signature = self.check_headers(headers)
+        signed = {name: headers[name] for name in signed_headers}
         host = headers.get("host", "localhost")
         url = f"http://{host}{path}" + (f"?{query}" if query else "")
         req = self._AWSRequest(method=method, url=url, data=body, headers=signed)
