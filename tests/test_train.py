@@ -18,7 +18,7 @@ from rankcore.datasets import read_interactions, synthetic_interactions
 from rankcore.evaluation import evaluate
 from rankcore.train import (fit_logit_scale, from_embeddings, from_implicit, from_lightfm, train,
                             with_logit_scale)
-from rankcore.train.cli import cmd_eval, cmd_train, configure_eval_parser, configure_train_parser
+from rankcore.cli.training import cmd_eval, cmd_train, configure_eval_parser, configure_train_parser
 
 implicit_als = pytest.importorskip("implicit.cpu.als")
 implicit_bpr = pytest.importorskip("implicit.cpu.bpr")

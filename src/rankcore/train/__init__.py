@@ -3,8 +3,8 @@
 Layer 5 (beside ``serve``, ``batch`` and ``evaluation``). ``readers`` reads Personalize's CSV or
 Parquet datasets, ``synthetic`` writes one with planted structure, ``fit`` trains with implicit
 (the optional extra ``rankcore[train]``), ``temperature`` fits and applies the logit scale,
-``importers`` turns implicit, LightFM-style or stored embeddings into a Model, ``cli`` holds the
-``rankcore train`` and ``rankcore eval`` commands. Fold-in lives in the model layer
+``importers`` turns implicit, LightFM-style or stored embeddings into a Model. The ``rankcore train``
+and ``rankcore eval`` commands are in ``rankcore.cli.training``. Fold-in lives in the model layer
 (``Model.fold_in``).
 """
 from __future__ import annotations

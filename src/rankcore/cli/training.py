@@ -1,4 +1,4 @@
-"""The ``rankcore train`` and ``rankcore eval`` commands (parsers and handlers).
+"""``rankcore train`` and ``rankcore eval``: train from Personalize datasets, judge with its metrics.
 
 ``configure_train_parser(p)`` / ``configure_eval_parser(p)`` add the options to an argparse
 parser and set ``func``; ``cmd_train(args)`` / ``cmd_eval(args)`` run them and return the exit
@@ -17,8 +17,8 @@ from ..evaluation import evaluate
 from ..evaluation.metrics import METRIC_NAMES
 from ..evaluation.protocol import evaluate_split, split_interactions
 from ..model import load_model
-from .fit import ALGORITHMS, interaction_mask, train
-from .readers import read_interactions, read_items, read_users
+from ..train.fit import ALGORITHMS, interaction_mask, train
+from ..train.readers import read_interactions, read_items, read_users
 
 __all__ = ["configure_train_parser", "cmd_train", "configure_eval_parser", "cmd_eval",
            "format_metrics"]
@@ -36,13 +36,13 @@ def _dataset_options(p: argparse.ArgumentParser) -> None:
 def configure_train_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     _dataset_options(p)
     p.add_argument("--items", metavar="FILE", help="Items dataset (metadata columns)")
-    p.add_argument("--items-schema", metavar="FILE")
+    p.add_argument("--items-schema", metavar="FILE", help="Personalize schema (Avro JSON) for the items")
     p.add_argument("--users", metavar="FILE", help="Users dataset (metadata columns)")
-    p.add_argument("--users-schema", metavar="FILE")
+    p.add_argument("--users-schema", metavar="FILE", help="Personalize schema (Avro JSON) for the users")
     p.add_argument("--out", required=True, metavar="DIR", help="model directory to write")
-    p.add_argument("--algorithm", choices=ALGORITHMS, default="als")
-    p.add_argument("--factors", type=int, default=64)
-    p.add_argument("--iterations", type=int, default=15)
+    p.add_argument("--algorithm", choices=ALGORITHMS, default="als", help="implicit's ALS or BPR (default als)")
+    p.add_argument("--factors", type=int, default=64, help="embedding dimension (default 64)")
+    p.add_argument("--iterations", type=int, default=15, help="training iterations (default 15)")
     p.add_argument("--regularization", type=float, default=None, help="default 0.01")
     p.add_argument("--alpha", type=float, default=1.0, help="ALS confidence weight")
     p.add_argument("--learning-rate", type=float, default=0.01, help="BPR learning rate")

@@ -1,0 +1,155 @@
+"""The ``rankcore`` command line: ``demo``, ``rank``, ``info``, ``serve``, ``batch``, ``train``, ``eval``.
+
+``main(argv=None) -> int`` is the console-script entry point (``python -m rankcore`` too). Every
+subcommand has ``--help``; ``rankcore`` with no arguments prints the help and exits 2 (nothing was
+done). A bad argument or a bad model gives a one-line ``rankcore: error: ...`` on stderr and a
+non-zero exit status (2 for usage errors, 1 for everything else), never a traceback. Output into
+a closed pipe (``rankcore info DIR | head -1``) ends the command quietly with status 141, what a
+shell reports for a tool killed by SIGPIPE. One module per group of commands: ``models`` (demo,
+rank, info), ``serving`` (serve, batch), ``training`` (train, eval).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Sequence
+
+from .args import EXIT_BROKEN_PIPE, PROG, CommandError, positive_int
+from .args import context_arg, filter_values_arg, metadata_arg
+from .models import VersionAction, cmd_demo, cmd_info, cmd_rank
+from .serving import cmd_batch, cmd_serve, configure_serve_parser
+from .training import configure_eval_parser, configure_train_parser
+
+__all__ = ["main", "build_parser", "configure_serve_parser", "CommandError", "PROG"]
+
+
+# --------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="Fast local personalized ranking with Amazon Personalize semantics.")
+    parser.add_argument("--version", action=VersionAction,
+                        help="print the version, the active backend and SIMD kernel, and exit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("demo", help="write the synthetic demo model to a directory",
+                       description="Write a synthetic model with planted genre preferences, a DEVICE "
+                                   "context, item metadata (GENRE, PRICE, CREATION_TIMESTAMP), user "
+                                   "AGE and interaction histories.")
+    p.add_argument("dir", metavar="DIR", help="directory to write the model into (created if missing)")
+    p.add_argument("--users", type=positive_int, default=1000, help="number of users (default 1000)")
+    p.add_argument("--items", type=positive_int, default=10000, help="number of items (default 10000)")
+    p.add_argument("--dim", type=positive_int, default=64, help="embedding dimension (default 64)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--item-bias", action="store_true", help="add a popularity bias per item")
+    p.add_argument("--force", action="store_true", help="overwrite a model already in DIR")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("rank", help="rank items for a user (GetPersonalizedRanking)",
+                       description="Rank --input-list for --user-id and print the JSON that "
+                                   "'aws personalize-runtime get-personalized-ranking' prints.")
+    p.add_argument("--model", required=True, metavar="DIR", help="model directory")
+    p.add_argument("--user-id", required=True, help="the user to rank for")
+    p.add_argument("--input-list", required=True, nargs="+", metavar="ITEM_ID",
+                   help="the item IDs to rank (unknown IDs come last, as the service puts them)")
+    p.add_argument("--context", type=context_arg, action="append", metavar="KEY=VALUE|JSON",
+                   help="context entries: DEVICE=desktop (repeatable, or comma-separated) or "
+                        "a JSON object as the AWS CLI takes it, '{\"DEVICE\": \"mobile phone\"}'")
+    p.add_argument("--filter-expression", metavar="EXPR",
+                   help='a filter expression, e.g. \'EXCLUDE ItemID WHERE Items.GENRE IN ($G)\'')
+    p.add_argument("--filter-values", type=filter_values_arg, action="append",
+                   metavar="KEY=VALUE|JSON",
+                   help='placeholder values: G=\'"Comedy","Drama"\' (one per flag, repeatable; the '
+                        'value is everything after the first =) or a JSON object, e.g. '
+                        '\'{"G": "\\"Comedy\\""}\'')
+    p.add_argument("--metadata-columns", type=metadata_arg, action="append", metavar="ITEMS=COLS|JSON",
+                   help='item metadata to return: ITEMS=GENRE,PRICE or a JSON object, '
+                        'e.g. \'{"ITEMS": ["GENRE"]}\'')
+    p.add_argument("--campaign-name", default="rankcore", help="name in the campaign ARN (default rankcore)")
+    p.add_argument("--max-input-items", type=positive_int, default=None,
+                   help="enforce the service's item limit (default: no limit, as in the library)")
+    p.set_defaults(func=cmd_rank)
+
+    p = sub.add_parser("info", help="describe a model directory",
+                       description="Print what a model holds: counts, dimension, dtype, context "
+                                   "fields, metadata columns and interactions.")
+    p.add_argument("dir", metavar="DIR", help="model directory")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("serve", help="serve campaigns over the Personalize runtime HTTP API",
+                       description="Serve GetPersonalizedRanking (POST /personalize-ranking) for "
+                                   "one or more campaigns, as boto3 and the AWS CLI call it with "
+                                   "--endpoint-url. Also GET /ping and GET /metrics.")
+    configure_serve_parser(p)
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("train", help="train a model from Personalize datasets (implicit ALS or BPR)",
+                       description="Read Personalize's Interactions (and optionally Items and Users) "
+                                   "datasets, train with implicit, write a model directory.")
+    configure_train_parser(p)
+
+    p = sub.add_parser("eval", help="Personalize's solution metrics of a model on interactions",
+                       description="Hold out 10%% of the users (seeded), fold in the oldest 90%% of "
+                                   "each one's interactions, rank the whole catalog and score the "
+                                   "newest 10%%, beside a popularity baseline.")
+    configure_eval_parser(p)
+
+    sub.add_parser("batch", help="batch inference over JSON Lines (see 'rankcore batch --help')",
+                   add_help=False)
+    return parser
+
+
+def _first_command(argv: Sequence[str]) -> int | None:
+    for i, a in enumerate(argv):
+        if not a.startswith("-"):
+            return i
+        if a == "--":
+            return None
+    return None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    i = _first_command(argv)
+    try:
+        if i is not None and argv[i] == "batch":
+            return cmd_batch(argv[i + 1:])
+        parser = build_parser()
+        if not argv:
+            parser.print_help()
+            return 2
+        args = parser.parse_args(argv)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
+        return code
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
+    except SystemExit as exc:  # argparse: --help (0) and usage errors (2)
+        return exc.code if isinstance(exc.code, int) else 1
+    except KeyboardInterrupt:
+        return 130
+    except (CommandError, ValueError, LookupError, OSError, TypeError) as exc:
+        print(f"{PROG}: error: {_one_line(exc)}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # never a traceback for the user
+        print(f"{PROG}: error: {type(exc).__name__}: {_one_line(exc)}", file=sys.stderr)
+        return 1
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that flushing it at exit does not fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # stdout without a file descriptor (captured): nothing to do
+        pass
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return " ".join(text.split())

@@ -1,0 +1,124 @@
+"""``rankcore demo``, ``rank`` and ``info``: the commands over a model directory."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+from .. import __version__, build_info
+from ..datasets import synthetic
+from ..model import load_model
+from ..personalize import Campaign, Client
+from .args import PROG, CommandError, merge_dicts
+
+__all__ = ["cmd_demo", "cmd_rank", "cmd_info", "backend_description", "model_info", "VersionAction"]
+
+
+# --------------------------------------------------------------------------- commands
+def _load(path: str):
+    if not os.path.isdir(path):
+        raise CommandError(f"{path}: not a directory")
+    return load_model(path, mmap=True)
+
+
+def cmd_demo(args) -> int:
+    if os.path.exists(os.path.join(args.dir, "manifest.json")) and not args.force:
+        raise CommandError(f"{args.dir} already holds a model (use --force to overwrite)")
+    model = synthetic(n_users=args.users, n_items=args.items, dim=args.dim, seed=args.seed,
+                      item_bias=args.item_bias)
+    model.save(args.dir)
+    print(f"wrote a demo model to {args.dir}: {model.n_items} items, {model.n_users} users, "
+          f"dim {model.dim}, context DEVICE, item metadata "
+          f"{', '.join(model.item_columns)}, interaction histories")
+    print(f"try: rankcore rank --model {args.dir} --user-id 12 --input-list 3 4 10 8 12 7")
+    return 0
+
+
+def cmd_rank(args) -> int:
+    model = _load(args.model)
+    campaign = Campaign(model, name=args.campaign_name)
+    request = {"campaignArn": campaign.arn, "userId": args.user_id, "inputList": args.input_list}
+    context = merge_dicts(args.context)
+    if context:
+        request["context"] = context
+    if args.filter_values is not None and args.filter_expression is None:
+        raise CommandError("--filter-values needs --filter-expression")
+    if args.filter_expression is not None:
+        request["filterArn"] = campaign.create_filter("cli", args.filter_expression)
+        filter_values = merge_dicts(args.filter_values)
+        if filter_values:
+            request["filterValues"] = filter_values
+    meta = merge_dicts(args.metadata_columns)
+    if meta:
+        request["metadataColumns"] = meta
+    client = Client([campaign], max_input_items=args.max_input_items)
+    response = client.get_personalized_ranking(**request)
+    response.pop("ResponseMetadata", None)
+    print(json.dumps(response, indent=4, ensure_ascii=False))
+    return 0
+
+
+def backend_description(info: dict | None = None) -> str:
+    """``"backend cpp, SIMD kernel avx2"``: what ranks, from :func:`rankcore.build_info`."""
+    info = build_info() if info is None else info
+    kernel = info.get("simd_kernel") or "none (no native extension)"
+    return f"backend {info['default_backend']}, SIMD kernel {kernel}"
+
+
+class VersionAction(argparse.Action):
+    """``--version``: the version and the active backend and kernel (looked up only when asked)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"{PROG} {__version__} ({backend_description()})")
+        parser.exit()
+
+
+def model_info(model, path: str | None = None) -> dict:
+    """What ``rankcore info`` reports, as a dict."""
+    table = model.item_table
+    history = model.history
+    info = {
+        "path": path,
+        "n_items": model.n_items,
+        "n_users": model.n_users,
+        "dim": model.dim,
+        "padded_dim": int(table.padded_dim),
+        "dtype": str(table.data.dtype),
+        "item_bias": table.bias is not None,
+        "context_fields": {f: len(ct.index) for f, ct in model.context.items()},
+        "item_columns": {n: c.kind for n, c in model.item_columns.items()},
+        "user_columns": {n: c.kind for n, c in model.user_columns.items()},
+        "interactions": int(history.items.shape[0]),
+        "event_types": list(history.event_types),
+    }
+    return info
+
+
+def cmd_info(args) -> int:
+    info = model_info(_load(args.dir), args.dir)
+    build = build_info()
+    info["backend"] = build["default_backend"]
+    info["simd_kernel"] = build["simd_kernel"]
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+
+    def fmt(d: dict) -> str:
+        return ", ".join(f"{k} ({v})" for k, v in d.items()) or "none"
+
+    print(f"model          {args.dir}")
+    print(f"items          {info['n_items']}")
+    print(f"users          {info['n_users']}")
+    print(f"dim            {info['dim']} (padded to {info['padded_dim']}), {info['dtype']}"
+          f"{', with item bias' if info['item_bias'] else ''}")
+    print(f"context        {fmt({k: f'{v} values' for k, v in info['context_fields'].items()})}")
+    print(f"item metadata  {fmt(info['item_columns'])}")
+    print(f"user metadata  {fmt(info['user_columns'])}")
+    print(f"interactions   {info['interactions']}"
+          + (f" ({', '.join(info['event_types'])})" if info["event_types"] else ""))
+    print(f"ranking        {backend_description(build)}")
+    return 0
+
