@@ -27,6 +27,7 @@
 
 #include "rankcore/dispatch.h"
 #include "rankcore/idindex.h"
+#include "rankcore/rowset.h"
 #include "rankcore/score.h"
 
 using namespace rankcore;
