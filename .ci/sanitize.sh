@@ -52,7 +52,8 @@ if ! ls "$TMP"/lib/rankcore/_core*.so >/dev/null 2>&1; then
     echo "sanitize: the sanitized extension was not built" >&2
     exit 1
 fi
-cp "$ROOT"/src/rankcore/*.py "$TMP/lib/rankcore/"
+# The package's Python files, subpackages included (not the in-place extension).
+(cd "$ROOT/src" && find rankcore -name "*.py" -exec cp --parents {} "$TMP/lib/" \;)
 # libstdc++ is preloaded too: python is not linked against it, so without it ASAN cannot
 # resolve the real __cxa_throw when the extension throws its first C++ exception.
 PRELOAD="$("$CXX" -print-file-name=libasan.so) $("$CXX" -print-file-name=libstdc++.so)"

@@ -2,11 +2,11 @@
  * @file bind_topk.cpp
  * @brief Python binding of the catalog-wide top-K (topk.h): `topk(...)`.
  *
- * Order of work: check every argument while holding the GIL (exact dtypes, nothing converted or
- * copied silently; shapes; k; the mask's length; excluded rows in range), copy the small exclude
- * lists, allocate the outputs, then release the GIL for the scan. Errors: TypeError for a wrong
- * type or dtype, ValueError for wrong shapes or values, IndexError for an excluded row outside the
- * table.
+ * Order of work: check every argument while holding the GIL (exact dtypes through
+ * require_array of bindings.h, nothing converted or copied silently; shapes; k; the mask's
+ * length; excluded rows in range), copy the small exclude lists, allocate the outputs, then
+ * release the GIL for the scan. Errors: TypeError for a wrong type or dtype, ValueError for
+ * wrong shapes or values, IndexError for an excluded row outside the table.
  */
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
@@ -17,44 +17,20 @@
 #include <string>
 #include <vector>
 
+#include "bindings.h"
 #include "rankcore/dispatch.h"
 #include "rankcore/topk.h"
 
-namespace py = pybind11;
 using rankcore::index_t;
 
 namespace {
-
-template <class T>
-using carray = py::array_t<T, py::array::c_style>;
-
-/// `obj` as a C-contiguous, aligned array of exactly dtype T with `ndim` dimensions, or a clear error.
-template <class T>
-carray<T> exact_array(const py::handle& obj, const char* name, const char* dtype, int ndim) {
-    const std::string fix = std::string("; use np.ascontiguousarray(") + name + ", dtype=np." + dtype + ")";
-    if (!py::isinstance<py::array>(obj))
-        throw py::type_error(std::string(name) + " must be a C-contiguous " + dtype + " NumPy array, got " +
-                             std::string(py::str(py::type::handle_of(obj).attr("__name__"))) + fix);
-    if (!py::array_t<T, py::array::forcecast>::check_(obj))
-        throw py::type_error(std::string(name) + " must be a C-contiguous " + dtype + " array, got dtype " +
-                             std::string(py::str(obj.attr("dtype"))) + fix);
-    if (!carray<T>::check_(obj))
-        throw py::value_error(std::string(name) + " must be a C-contiguous " + dtype + " array" + fix);
-    auto arr = py::reinterpret_borrow<carray<T>>(obj);
-    if (!(arr.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_))
-        throw py::value_error(std::string(name) + " is not aligned to its dtype" + fix);
-    if (arr.ndim() != ndim)
-        throw py::value_error(std::string(name) + " must be " + std::to_string(ndim) + "-D, got " +
-                              std::to_string(arr.ndim()) + "-D");
-    return arr;
-}
 
 py::tuple topk(const py::object& users, const py::object& table, const py::object& bias, index_t dim, index_t k,
                const py::object& allowed, const py::object& exclude, const py::object& exclude_offsets, double scale,
                index_t threads) {
     rankcore::TopKProblem p;
-    const carray<float> u = exact_array<float>(users, "users", "float32", 2);
-    const carray<float> t = exact_array<float>(table, "table", "float32", 2);
+    const carray<float> u = require_array<float>(users, "users", "float32", 2);
+    const carray<float> t = require_array<float>(table, "table", "float32", 2);
     if (dim < 1) throw py::value_error("dim must be >= 1, got " + std::to_string(dim));
     if (u.shape(1) != dim)
         throw py::value_error("users has " + std::to_string(u.shape(1)) + " columns, expected dim=" + std::to_string(dim));
@@ -75,7 +51,7 @@ py::tuple topk(const py::object& users, const py::object& table, const py::objec
     p.k = std::min(k, p.n_rows);  // more columns than rows could never be filled
     carray<float> b;
     if (!bias.is_none()) {
-        b = exact_array<float>(bias, "bias", "float32", 1);
+        b = require_array<float>(bias, "bias", "float32", 1);
         if (b.shape(0) != p.n_rows)
             throw py::value_error("bias has " + std::to_string(b.shape(0)) + " entries, expected one per table row (" +
                                   std::to_string(p.n_rows) + ")");
@@ -86,7 +62,7 @@ py::tuple topk(const py::object& users, const py::object& table, const py::objec
         if (!py::isinstance<py::array>(allowed))
             throw py::type_error("allowed must be a uint8 NumPy array of shape (N,) or (B, N)");
         const int nd = py::reinterpret_borrow<py::array>(allowed).ndim();
-        mask = exact_array<std::uint8_t>(allowed, "allowed", "uint8", nd == 2 ? 2 : 1);
+        mask = require_array<std::uint8_t>(allowed, "allowed", "uint8", nd == 2 ? 2 : 1);
         const bool per_user = nd == 2;
         if (mask.shape(nd - 1) != p.n_rows || (per_user && mask.shape(0) != p.n_users))
             throw py::value_error("allowed must have shape (" + std::to_string(p.n_rows) + ",) or (" +
@@ -99,10 +75,10 @@ py::tuple topk(const py::object& users, const py::object& table, const py::objec
     // Private copies: the scan runs without the GIL, and the caller's arrays could change meanwhile.
     std::vector<index_t> ex_rows, ex_offsets;
     if (!exclude.is_none()) {
-        const carray<index_t> e = exact_array<index_t>(exclude, "exclude", "int64", 1);
+        const carray<index_t> e = require_array<index_t>(exclude, "exclude", "int64", 1);
         ex_rows.assign(e.data(), e.data() + e.shape(0));
         if (!exclude_offsets.is_none()) {
-            const carray<index_t> o = exact_array<index_t>(exclude_offsets, "exclude_offsets", "int64", 1);
+            const carray<index_t> o = require_array<index_t>(exclude_offsets, "exclude_offsets", "int64", 1);
             if (o.shape(0) != p.n_users + 1)
                 throw py::value_error("exclude_offsets must have len(users) + 1 = " + std::to_string(p.n_users + 1) +
                                       " entries, got " + std::to_string(o.shape(0)));

@@ -7,7 +7,8 @@
  * the AVX2 exp against std::exp (<= 2 ulp for x in [-87, 0]; absolute 1e-37 below, where
  * results are subnormal), softmax against a double reference, the ordering paths against
  * std::stable_sort, batched score/rank on random problems (padding, top-k, threads,
- * table rows with ld > dim) against a double oracle, error messages, and IdIndex.
+ * table rows with ld > dim) against a double oracle, error messages, IdIndex, and the row
+ * sets of rowset.h.
  * Inputs are exact-size heap buffers so any overread is an ASAN report.
  *
  * Tolerances: float32 dots within 1e-5 relative to sum|a_i b_i|; scores within 1e-6
@@ -27,6 +28,7 @@
 
 #include "rankcore/dispatch.h"
 #include "rankcore/idindex.h"
+#include "rankcore/rowset.h"
 #include "rankcore/score.h"
 
 using namespace rankcore;

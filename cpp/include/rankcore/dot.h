@@ -21,8 +21,11 @@
  * and prefetches every cache line of upcoming rows into L2 (`prefetcht1`), about
  * `prefetch_lines` lines ahead: rows of a large table are random DRAM accesses, and
  * prefetches into L2 do not hold the few L1 fill buffers, so many rows are on their way at
- * once. Measured per 500 random rows of 2M: d=64, 25 us with L1 prefetches 12 rows ahead,
- * 16 us with L2 prefetches 32-64 rows ahead; d=128, 30 us at 16 rows ahead, 25-27 us at 48.
+ * once (L1 prefetches a dozen rows ahead left the loop waiting on memory; see
+ * docs/performance.md for the measurements behind the default depth).
+ *
+ * The prefetching loop is written once (`detail::gather_rows`) and instantiated per ISA
+ * with a per-row dot functor; see there for how the AVX2 instantiation keeps its target.
  * For dim <= 135 the AVX2 gather keeps the user vector in registers (one instantiation per
  * count of whole 8-float vectors).
  */
@@ -79,6 +82,50 @@ inline double dot_f32_f64_serial(const float* a, const float* b, std::size_t n) 
     return s;
 }
 
+namespace detail {
+/**
+ * @brief The prefetching gather loop of every ISA: `out[i] = row_dot(table + rows[i] * ld) + bias[rows[i]]`,
+ * with the rows `prefetch_distance` candidates ahead prefetched into L2.
+ *
+ * How each ISA keeps its target: this template has no target attribute and is always
+ * inlined. Each ISA's gather function instantiates it inside its own body with a RowDot
+ * whose operator() carries that same function's target attribute (none for serial,
+ * RANKCORE_TARGET_AVX2 for avx2). Once the loop is inlined into an AVX2 function, the AVX2
+ * dot is called from AVX2 code and is inlined too; GCC and Clang inline a callee only into
+ * a caller whose target includes the callee's, so a shared loop compiled as a portable
+ * function of its own would call the AVX2 dot out of line once per row.
+ *
+ * @param table    (n_rows, ld) float32, row-major
+ * @param ld       leading dimension of `table` in floats (ld >= dim)
+ * @param dim      number of leading columns each row_dot reads (sets the prefetched bytes)
+ * @param rows     (n,) row indices into `table`
+ * @param bias     (n_rows,) float32 or nullptr
+ * @param out      (n,) float32 output
+ * @param row_dot  `float row_dot(const float* row)`: the dot of row[:dim] with the user vector
+ */
+template <class RowDot>
+RANKCORE_ALWAYS_INLINE void gather_rows(const float* table, index_t ld, index_t dim, const index_t* rows, index_t n,
+                                        const float* bias, float* out, const RowDot& row_dot) noexcept {
+    const std::size_t row_bytes = static_cast<std::size_t>(dim) * sizeof(float);
+    const index_t ahead = prefetch_distance(row_bytes);
+    for (index_t i = 0; i < n && i < ahead; ++i) prefetch_range<kL2>(table + rows[i] * ld, row_bytes);
+    for (index_t i = 0; i < n; ++i) {
+        if (i + ahead < n) prefetch_range<kL2>(table + rows[i + ahead] * ld, row_bytes);
+        const index_t r = rows[i];
+        float l = row_dot(table + r * ld);
+        if (bias) l += bias[r];
+        out[i] = l;
+    }
+}
+
+/// Per-row dot of the serial kernel.
+struct SerialRowDot {
+    const float* user;
+    std::size_t dim;
+    float operator()(const float* row) const noexcept { return dot_f32_serial(row, user, dim); }
+};
+}  // namespace detail
+
 /**
  * @brief Logits of gathered table rows, scalar reference.
  * @param table  (n_rows, ld) float32, row-major
@@ -92,16 +139,7 @@ inline double dot_f32_f64_serial(const float* a, const float* b, std::size_t n) 
  */
 inline void gather_dot_f32_serial(const float* table, index_t ld, index_t dim, const float* user,
                                   const index_t* rows, index_t n, const float* bias, float* out) noexcept {
-    const std::size_t row_bytes = static_cast<std::size_t>(dim) * sizeof(float);
-    const index_t ahead = prefetch_distance(row_bytes);
-    for (index_t i = 0; i < n && i < ahead; ++i) prefetch_range<kL2>(table + rows[i] * ld, row_bytes);
-    for (index_t i = 0; i < n; ++i) {
-        if (i + ahead < n) prefetch_range<kL2>(table + rows[i + ahead] * ld, row_bytes);
-        const index_t r = rows[i];
-        float l = dot_f32_serial(table + r * ld, user, static_cast<std::size_t>(dim));
-        if (bias) l += bias[r];
-        out[i] = l;
-    }
+    detail::gather_rows(table, ld, dim, rows, n, bias, out, detail::SerialRowDot{user, static_cast<std::size_t>(dim)});
 }
 
 #if defined(RANKCORE_X86_64)
@@ -151,25 +189,34 @@ RANKCORE_TARGET_AVX2 inline float dot_f32_avx2(const float* a, const float* b, s
 }
 
 namespace detail {
+/// Per-row dot of the AVX2 kernel for any dim: dot_f32_avx2.
+struct Avx2RowDot {
+    const float* user;
+    std::size_t dim;
+    RANKCORE_TARGET_AVX2 float operator()(const float* row) const noexcept { return dot_f32_avx2(row, user, dim); }
+};
+
 /**
- * @brief gather_dot for dim = 8 * NV + tail (0 <= tail < 8), user vector held in registers.
- * Two accumulators: even vectors (and none else) into `a`, odd vectors and the tail into `b`.
+ * @brief Per-row dot of the AVX2 kernel for dim = 8 * NV + tail (0 <= tail < 8), the user
+ * vector held in registers. Two accumulators: even vectors (and none else) into `a`, odd
+ * vectors and the tail into `b`.
  */
 template <int NV>
-RANKCORE_TARGET_AVX2 void gather_dot_avx2_fixed(const float* table, index_t ld, std::size_t tail,
-                                                const float* user, const index_t* rows, index_t n,
-                                                const float* bias, float* out) noexcept {
+struct Avx2RegisterRowDot {
     __m256 u[NV > 0 ? NV : 1];
-    for (int v = 0; v < NV; ++v) u[v] = _mm256_loadu_ps(user + 8 * v);
-    const __m256i mask = avx2_tail_mask(tail);  // tail == 0: no lane set, nothing is read
-    const __m256 u_tail = _mm256_maskload_ps(user + 8 * NV, mask);
-    const std::size_t row_bytes = (8 * NV + tail) * sizeof(float);
-    const index_t ahead = prefetch_distance(row_bytes);
-    for (index_t i = 0; i < n && i < ahead; ++i) prefetch_range<kL2>(table + rows[i] * ld, row_bytes);
-    for (index_t i = 0; i < n; ++i) {
-        if (i + ahead < n) prefetch_range<kL2>(table + rows[i + ahead] * ld, row_bytes);
-        const index_t r = rows[i];
-        const float* row = table + r * ld;
+    __m256i mask;
+    __m256 u_tail;
+    bool tail;
+
+    RANKCORE_TARGET_AVX2 Avx2RegisterRowDot(const float* user, std::size_t tail_floats) noexcept
+        : mask(avx2_tail_mask(tail_floats)),  // tail == 0: no lane set, nothing is read
+          u_tail(_mm256_maskload_ps(user + 8 * NV, mask)),
+          tail(tail_floats != 0) {
+        u[0] = _mm256_setzero_ps();
+        for (int v = 0; v < NV; ++v) u[v] = _mm256_loadu_ps(user + 8 * v);
+    }
+
+    RANKCORE_TARGET_AVX2 float operator()(const float* row) const noexcept {
         __m256 a = _mm256_setzero_ps(), b = _mm256_setzero_ps();
         for (int v = 0; v + 1 < NV; v += 2) {
             a = _mm256_fmadd_ps(_mm256_loadu_ps(row + 8 * v), u[v], a);
@@ -177,26 +224,24 @@ RANKCORE_TARGET_AVX2 void gather_dot_avx2_fixed(const float* table, index_t ld, 
         }
         if (NV % 2) a = _mm256_fmadd_ps(_mm256_loadu_ps(row + 8 * (NV - 1)), u[NV > 0 ? NV - 1 : 0], a);
         if (tail) b = _mm256_fmadd_ps(_mm256_maskload_ps(row + 8 * NV, mask), u_tail, b);
-        float l = avx2_hsum(_mm256_add_ps(a, b));
-        if (bias) l += bias[r];
-        out[i] = l;
+        return avx2_hsum(_mm256_add_ps(a, b));
     }
+};
+
+/// gather_dot for dim = 8 * NV + tail: the shared loop instantiated in AVX2 code (see gather_rows).
+template <int NV>
+RANKCORE_TARGET_AVX2 void gather_dot_avx2_fixed(const float* table, index_t ld, index_t dim, const float* user,
+                                                const index_t* rows, index_t n, const float* bias,
+                                                float* out) noexcept {
+    const Avx2RegisterRowDot<NV> row_dot(user, static_cast<std::size_t>(dim % 8));
+    gather_rows(table, ld, dim, rows, n, bias, out, row_dot);
 }
 
-/// gather_dot for any dim: one dot_f32_avx2 call per row.
+/// gather_dot for any dim: one dot_f32_avx2 per row, the shared loop instantiated in AVX2 code.
 RANKCORE_TARGET_AVX2 inline void gather_dot_avx2_any(const float* table, index_t ld, index_t dim, const float* user,
                                                      const index_t* rows, index_t n, const float* bias,
                                                      float* out) noexcept {
-    const std::size_t row_bytes = static_cast<std::size_t>(dim) * sizeof(float);
-    const index_t ahead = prefetch_distance(row_bytes);
-    for (index_t i = 0; i < n && i < ahead; ++i) prefetch_range<kL2>(table + rows[i] * ld, row_bytes);
-    for (index_t i = 0; i < n; ++i) {
-        if (i + ahead < n) prefetch_range<kL2>(table + rows[i + ahead] * ld, row_bytes);
-        const index_t r = rows[i];
-        float l = dot_f32_avx2(table + r * ld, user, static_cast<std::size_t>(dim));
-        if (bias) l += bias[r];
-        out[i] = l;
-    }
+    gather_rows(table, ld, dim, rows, n, bias, out, Avx2RowDot{user, static_cast<std::size_t>(dim)});
 }
 }  // namespace detail
 
@@ -206,11 +251,10 @@ RANKCORE_TARGET_AVX2 inline void gather_dot_avx2_any(const float* table, index_t
 RANKCORE_TARGET_AVX2 inline void gather_dot_f32_avx2(const float* table, index_t ld, index_t dim, const float* user,
                                                      const index_t* rows, index_t n, const float* bias,
                                                      float* out) noexcept {
-    const std::size_t tail = static_cast<std::size_t>(dim % 8);
     switch (dim / 8) {
 #define RANKCORE_GATHER_CASE(NV) \
     case NV:                     \
-        return detail::gather_dot_avx2_fixed<NV>(table, ld, tail, user, rows, n, bias, out);
+        return detail::gather_dot_avx2_fixed<NV>(table, ld, dim, user, rows, n, bias, out);
         RANKCORE_GATHER_CASE(0)
         RANKCORE_GATHER_CASE(1)
         RANKCORE_GATHER_CASE(2)

@@ -6,7 +6,8 @@
  * double and rounded to 7 decimals exactly as NumPy's `np.round(x, 7)` does for float64:
  * multiply by 1e7 (exact as a double), round half to even (`nearbyint` in the default
  * rounding mode, like `np.rint`), divide by 1e7. NaN and inf pass through. Nothing here
- * knows about Python; the binding (`ranking_entries` in bindings.cpp) builds the dicts.
+ * knows about Python; the binding (`ranking_entries` in cpp/src/bind_response.cpp) builds
+ * the dicts.
  */
 #pragma once
 

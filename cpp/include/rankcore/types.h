@@ -10,6 +10,8 @@
  * - `RANKCORE_TARGET_AVX2`: function attribute enabling AVX2+FMA for one function
  *   (GCC/Clang `target` attribute; empty on MSVC, which accepts the intrinsics
  *   without `/arch`). The build itself needs no global `-m` flags.
+ * - `RANKCORE_ALWAYS_INLINE`: force-inline a function (for the ISA-independent loop
+ *   templates that each ISA's target-attributed function instantiates, see dot.h).
  * - `rankcore::huge_page_allocator<T>`: std::allocator replacement for large tables that
  *   are read at random (IdIndex slots): on Linux, blocks of 2 MiB or more are 2 MiB-aligned
  *   and advised MADV_HUGEPAGE, so random reads do not also miss the TLB on every access.
@@ -34,6 +36,14 @@
 #define RANKCORE_TARGET_AVX2 __attribute__((target("avx2,fma")))
 #elif defined(RANKCORE_X86_64)
 #define RANKCORE_TARGET_AVX2
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
+#define RANKCORE_ALWAYS_INLINE inline __attribute__((always_inline))
+#elif defined(_MSC_VER)
+#define RANKCORE_ALWAYS_INLINE __forceinline
+#else
+#define RANKCORE_ALWAYS_INLINE inline
 #endif
 
 namespace rankcore {
