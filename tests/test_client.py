@@ -264,3 +264,18 @@ def test_first_bad_id_native_matches_python(ids):
     assert first_bad_id_py(ids, 256) == expected
     if native.HAS_NATIVE:
         assert native.core.first_bad_id(ids, 256) == expected
+
+
+def test_bad_values_are_quoted_short_never_whole():
+    """Issue 11, item 12: a 10 MB bad value is not echoed back in the error message."""
+    huge = "x" * 10_000_000
+    for body in ({"campaignArn": huge, "userId": "1", "inputList": []},
+                 {"campaignArn": "arn:aws:personalize:us-east-1:1:campaign/c", "userId": 5,
+                  "inputList": [huge]},
+                 {"campaignArn": "arn:aws:personalize:us-east-1:1:campaign/c", "userId": "1",
+                  "inputList": {"k": huge}},
+                 {"campaignArn": "arn:aws:personalize:us-east-1:1:campaign/c", "userId": "1",
+                  "inputList": [huge[:300]], "context": {"A": [huge] * 1000}}):
+        with pytest.raises(InvalidInputException) as err:
+            validate_request(body)
+        assert len(str(err.value)) < 500, str(err.value)[:200]

@@ -11,6 +11,7 @@ collected into one message. The limits are listed in docs/personalize.md.
 from __future__ import annotations
 
 import re
+import reprlib
 from typing import Any, Mapping
 
 from ..core import native
@@ -44,12 +45,23 @@ _FILTER_KEY_RE = re.compile(r"[A-Za-z0-9_]+")
 
 
 def _type_error(name: str, value: Any, valid: str) -> InvalidInputException:
-    return InvalidInputException(f"Invalid type for parameter {name}, value: {value!r}, "
+    return InvalidInputException(f"Invalid type for parameter {name}, value: {_short_repr(value)}, "
                                  f"type: {type(value)}, valid types: {valid}")
 
 
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = _REPR.maxlong = 60
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxdict = _REPR.maxset = 6
+_REPR.maxlevel = 2
+
+
+def _short_repr(value: Any) -> str:
+    """``repr(value)`` cut to a short prefix without building the whole text of a huge value."""
+    return _REPR.repr(value)
+
+
 def _short(value: Any) -> str:
-    s = str(value)
+    s = value[:61] if isinstance(value, str) else _short_repr(value)
     return s if len(s) <= 60 else s[:57] + "..."
 
 
