@@ -250,3 +250,21 @@ def test_cli_train_eval(dataset, tmp_path, capsys):
     table = capsys.readouterr().out
     assert "normalized_discounted_cumulative_gain_at_10" in table and "held-out users: 60" in table
     assert cmd_train is args.func.__globals__["cmd_train"]
+
+
+def test_trained_model_served_to_boto3(model, tmp_path):
+    """train -> save -> `rankcore serve` -> boto3 get_personalized_ranking, equal to in-process."""
+    boto3 = pytest.importorskip("boto3")
+    pytest.importorskip("starlette")
+    from test_server import run_server  # the suite's server fixture helper (tests/ is on the path)
+
+    model.save(tmp_path / "m")
+    items = [f"i{k}" for k in range(0, 150, 11)] + ["not-an-item"]
+    local = Campaign(load_model(tmp_path / "m"), name="trained")
+    want = local.rank("u5", items).to_response()["personalizedRanking"]
+    with run_server("--campaign", f"trained={tmp_path / 'm'}") as proc:
+        client = boto3.client("personalize-runtime", endpoint_url=proc.url, region_name="us-east-1",
+                              aws_access_key_id="x", aws_secret_access_key="x")
+        got = client.get_personalized_ranking(campaignArn=local.arn, userId="u5", inputList=items)
+    assert got["personalizedRanking"] == want
+    assert got["personalizedRanking"][-1] == {"itemId": "not-an-item"}
