@@ -344,13 +344,19 @@ class AnnIndex:
         if rows.shape != lg.shape or rows.shape[0] != q.shape[0]:
             raise ValueError(f"rows {rows.shape} and logits {lg.shape} must be (B, T) for {q.shape[0]} queries")
         n = self.n_items
-        sl = self._sample.astype(np.float64) @ q.T.astype(np.float64)  # (S, B)
+        # float32 products (as the exact kernel's logits), summed in float64
+        sl = (self._sample @ q.T).astype(np.float64)  # (S, B)
         out = np.empty(q.shape[0])
         for b in range(q.shape[0]):
             valid = rows[b] >= 0
             top_rows, top_lg = rows[b][valid], lg[b][valid]
             lse_top = np.logaddexp.reduce(top_lg) if top_lg.size else -np.inf
-            rest = sl[~np.isin(self.sample_rows, top_rows), b]
+            rest = sl[:, b]
+            if top_rows.size:
+                pos = np.searchsorted(self.sample_rows, top_rows)
+                hit = pos[self.sample_rows[np.minimum(pos, self.sample_rows.size - 1)] == top_rows]
+                if hit.size:
+                    rest = np.delete(rest, hit)
             if rest.size == 0 or top_rows.size >= n:
                 out[b] = lse_top
                 continue
