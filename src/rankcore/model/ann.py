@@ -4,10 +4,14 @@ The transform: the logit of item ``i`` for a user vector ``u`` is ``u . e_i + b_
 logit scale is already baked into its user vectors and bias). The index holds the augmented rows
 ``[e_i, b_i]`` (dimension ``d + 1``) and a query is ``[u, 1]``, so the inner product the index
 maximises is exactly the logit. Rows come back with logits recomputed in float64 from the item
-table, so every returned score is exact for its row; only the choice of rows is approximate.
+table, so every returned logit is exact; the choice of rows and the softmax normaliser (hence
+the scores) are approximate.
 Kinds: ``hnsw`` (``IndexHNSWFlat``, inner product; the default) and ``ivf`` (``IndexIVFFlat``,
-inner product). Filters, the normaliser estimate and the on-disk sidecar ``ann.json`` are
-described on :class:`AnnIndex`. faiss-cpu is the optional extra ``ann``.
+inner product). hnsw serves better: on clustered catalogs the inner-product coarse assignment puts
+the best rows of a whole cluster into a few long lists, so ivf reaches recall@25 >= 0.95 only when
+it probes a large share of its lists, and then reads more rows per request than the graph walk.
+Filters, the normaliser estimate and the on-disk sidecar ``ann.json`` are described on
+:class:`AnnIndex`. faiss-cpu is the optional extra ``ann`` (imported on first use).
 """
 from __future__ import annotations
 
@@ -22,9 +26,10 @@ from ..errors import ModelFormatError
 
 __all__ = ["AnnIndex", "EXACT_BELOW", "KINDS", "SIDECAR", "augment"]
 
-#: Catalog size below which the exact ``topk`` answers a single request faster than the faiss
-#: search at recall@25 >= 0.95 (measured with ``benches/ann_vs_exact.py``, d = 64).
-EXACT_BELOW = 200_000
+#: Catalog size below which the exact ``topk`` (exact normaliser included) answers a single request
+#: faster than the hnsw search at recall@25 >= 0.95 plus the normaliser estimate; measured with
+#: ``benches/ann_vs_exact.py --crossover`` at d = 64 (exact wins at 20k rows, hnsw at 50k).
+EXACT_BELOW = 30_000
 KINDS = ("hnsw", "ivf")
 SIDECAR = "ann.json"
 SIDECAR_FORMAT = "rankcore-ann"
@@ -100,8 +105,15 @@ class AnnIndex:
     Normaliser (:meth:`log_normalizer`): ``log sum_i exp(logit_i)`` over all N rows is estimated
     as the exact sum over the returned rows plus ``(N - T) / S'`` times the sum over the ``S'``
     rows of a fixed uniform sample (``norm_sample`` rows drawn without replacement by a seeded
-    generator; size and seed are recorded in the sidecar) that are not among the ``T`` returned rows. With ``S >= N`` the
-    sample is the catalog and the estimate is exact.
+    generator; size and seed are recorded in the sidecar) that are not among the ``T`` returned
+    rows. With ``S >= N`` the sample is the catalog and the estimate is exact. The scores'
+    relative error is the estimate's (``benches/ann_vs_exact.py`` measures it); a larger
+    ``norm_sample`` lowers it as ``1 / sqrt(S)`` and costs a product with ``S`` rows per request.
+
+    Thread safety: searches never modify the faiss index (``ef_search``/``nprobe`` travel in
+    per-call search parameters), so one index serves concurrent requests. ``load`` checks sizes
+    and shapes; only ``verify=True`` reads every byte (a corrupted index file is undefined
+    behaviour in faiss, so verify files of unknown provenance).
     """
 
     def __init__(self, index, model, kind: str, params: dict, sample_rows: np.ndarray,
@@ -415,8 +427,9 @@ class AnnIndex:
     def load(cls, model_dir, model, *, kind=None, mmap: bool = True, verify: bool = False) -> "AnnIndex":
         """Read the index saved in ``model_dir`` for ``model`` (the model loaded from there).
 
-        ``kind``: which index (default: ``hnsw`` if saved, else the only one). ``mmap``: map the
-        file (``IO_FLAG_MMAP``) where faiss can, else read it. ``verify``: check its SHA-256.
+        ``kind``: which index (default: ``hnsw`` if saved, else the only one). ``mmap``: read with
+        ``IO_FLAG_MMAP`` (faiss maps the parts its reader can; ``index.mmapped`` says the flag was
+        accepted), falling back to a plain read. ``verify``: check its SHA-256.
         Raises ``ModelFormatError`` naming the file when the sidecar or index is missing or broken,
         or when the index does not match the model (row count, dimension, indexed rows).
         """
@@ -452,7 +465,8 @@ class AnnIndex:
         try:
             if mmap:
                 try:
-                    index, mmapped = faiss.read_index(path, faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY), True
+                    flags = faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY
+                    index, mmapped = faiss.read_index(path, flags), True
                 except RuntimeError:
                     index = None  # this index type cannot be mapped: read it instead
             if index is None:
