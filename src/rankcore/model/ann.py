@@ -1,0 +1,486 @@
+"""Approximate catalog-wide top-K with faiss: ``AnnIndex`` (build, search, filters, save, load).
+
+The transform: the logit of item ``i`` for a user vector ``u`` is ``u . e_i + b_i`` (a model's
+logit scale is already baked into its user vectors and bias). The index holds the augmented rows
+``[e_i, b_i]`` (dimension ``d + 1``) and a query is ``[u, 1]``, so the inner product the index
+maximises is exactly the logit. Rows come back with logits recomputed in float64 from the item
+table, so every returned logit is exact; the choice of rows and the softmax normaliser (hence
+the scores) are approximate.
+Kinds: ``hnsw`` (``IndexHNSWFlat``, inner product; the default) and ``ivf`` (``IndexIVFFlat``,
+inner product). hnsw serves better: on clustered catalogs the inner-product coarse assignment puts
+the best rows of a whole cluster into a few long lists, so ivf reaches recall@25 >= 0.95 only when
+it probes a large share of its lists, and then reads more rows per request than the graph walk.
+Filters, the normaliser estimate and the on-disk sidecar ``ann.json`` are described on
+:class:`AnnIndex`. faiss-cpu is the optional extra ``ann`` (imported on first use).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+import numpy as np
+
+from ..core import TopK, topk
+from ..errors import ModelFormatError
+
+__all__ = ["AnnIndex", "EXACT_BELOW", "KINDS", "SIDECAR", "augment"]
+
+#: Catalog size below which the exact ``topk`` (exact normaliser included) answers a single request
+#: faster than the hnsw search at recall@25 >= 0.95 plus the normaliser estimate; measured with
+#: ``benches/ann_vs_exact.py --crossover`` at d = 64 (exact wins at 20k rows, hnsw at 50k).
+EXACT_BELOW = 30_000
+KINDS = ("hnsw", "ivf")
+SIDECAR = "ann.json"
+SIDECAR_FORMAT = "rankcore-ann"
+SIDECAR_VERSION = 1
+#: Rows of the fixed uniform sample the normaliser estimate reads (see ``AnnIndex.log_normalizer``).
+NORM_SAMPLE = 8192
+#: An ``allowed`` mask passing at most this share of the catalog is answered exactly over the
+#: qualifying rows alone (cheaper than a graph walk that must skip most of what it visits).
+GATHER_FRACTION = 1 / 32
+
+
+def _faiss():
+    import faiss  # optional extra "ann" (faiss-cpu); imported on first use only
+    return faiss
+
+
+def augment(embeddings: np.ndarray, bias) -> np.ndarray:
+    """float32 (N, d + 1) rows ``[e_i, b_i]`` (``b_i = 0`` without a bias)."""
+    n, d = embeddings.shape
+    out = np.empty((n, d + 1), dtype=np.float32)
+    out[:, :d] = embeddings
+    out[:, d] = 0.0 if bias is None else bias
+    return out
+
+
+def _sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _positive_int(value, what: str, allow_none: bool = True):
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{what} must be an int, got {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{what} must be >= 1, got {value}")
+    return int(value)
+
+
+class _Threads:
+    """Sets faiss's OpenMP thread count for a block and restores it afterwards."""
+
+    def __init__(self, threads):
+        self.threads = threads
+
+    def __enter__(self):
+        faiss = _faiss()
+        self.before = faiss.omp_get_max_threads()
+        if self.threads is not None:
+            faiss.omp_set_num_threads(self.threads)
+
+    def __exit__(self, *exc):
+        _faiss().omp_set_num_threads(self.before)
+
+
+class AnnIndex:
+    """A faiss index over a model's augmented item rows (see the module docstring).
+
+    Build with :meth:`build`, or read one saved in a model directory with :meth:`load`.
+
+    Filters (:meth:`search_filtered`): no row outside ``allowed`` or inside ``exclude`` is ever
+    returned, and ``min(k, qualifying rows)`` rows always come back. ``exclude`` alone: the index
+    is searched for ``k + len(exclude)`` rows and the excluded ones dropped. A mask passing at most
+    ``GATHER_FRACTION`` of the catalog: exact top-K over the qualifying rows. A wider mask: faiss's
+    ``IDSelectorBitmap`` in the search parameters, so disallowed rows never enter the result; if
+    the search still returns fewer rows than qualify (a selective mask can starve the graph walk
+    or the probed lists), the exact ``rankcore.core.topk`` with the mask answers instead.
+
+    Normaliser (:meth:`log_normalizer`): ``log sum_i exp(logit_i)`` over all N rows is estimated
+    as the exact sum over the returned rows plus ``(N - T) / S'`` times the sum over the ``S'``
+    rows of a fixed uniform sample (``norm_sample`` rows drawn without replacement by a seeded
+    generator; size and seed are recorded in the sidecar) that are not among the ``T`` returned
+    rows. With ``S >= N`` the sample is the catalog and the estimate is exact. The scores'
+    relative error is the estimate's (``benches/ann_vs_exact.py`` measures it); a larger
+    ``norm_sample`` lowers it as ``1 / sqrt(S)`` and costs a product with ``S`` rows per request.
+
+    Thread safety: searches never modify the faiss index (``ef_search``/``nprobe`` travel in
+    per-call search parameters), so one index serves concurrent requests. ``load`` checks sizes
+    and shapes; only ``verify=True`` reads every byte (a corrupted index file is undefined
+    behaviour in faiss, so verify files of unknown provenance).
+    """
+
+    def __init__(self, index, model, kind: str, params: dict, sample_rows: np.ndarray,
+                 mmapped: bool = False):
+        self.index = index
+        self.model = model
+        self.kind = kind
+        self.params = dict(params)
+        self.mmapped = mmapped
+        table = model.item_table
+        self._emb = np.asarray(table.embeddings).view(np.ndarray)
+        self._bias = None if table.bias is None else np.asarray(table.bias).view(np.ndarray)
+        self.sample_rows = np.ascontiguousarray(sample_rows, dtype=np.int64)
+        self._sample = augment(self._emb[self.sample_rows],
+                               None if self._bias is None else self._bias[self.sample_rows])
+        self.ef_search = params.get("ef_search")
+        self.nprobe = params.get("nprobe")
+
+    # ----------------------------------------------------------------- properties
+    @property
+    def n_items(self) -> int:
+        return int(self.index.ntotal)
+
+    @property
+    def dim(self) -> int:
+        """The model's dimension ``d`` (the index holds ``d + 1``)."""
+        return int(self.index.d) - 1
+
+    @property
+    def ef_search(self):
+        return self._ef_search
+
+    @ef_search.setter
+    def ef_search(self, value):
+        self._ef_search = _positive_int(value, "ef_search")
+
+    @property
+    def nprobe(self):
+        return self._nprobe
+
+    @nprobe.setter
+    def nprobe(self, value):
+        self._nprobe = _positive_int(value, "nprobe")
+
+    def __repr__(self) -> str:
+        return (f"AnnIndex(kind={self.kind!r}, n_items={self.n_items}, dim={self.dim}, "
+                f"ef_search={self.ef_search}, nprobe={self.nprobe})")
+
+    # ----------------------------------------------------------------- build
+    @classmethod
+    def build(cls, model, kind: str = "hnsw", *, m: int = 32, ef_construction: int = 200,
+              ef_search: int = 128, nlist=None, nprobe=None, threads=None,
+              norm_sample: int = NORM_SAMPLE, seed: int = 0) -> "AnnIndex":
+        """Index ``model``'s items.
+
+        ``hnsw``: ``m`` links per node, ``ef_construction``, default ``ef_search``. ``ivf``:
+        ``nlist`` lists (default ``sqrt(N)``, at most N), k-means trained on at most
+        ``64 * nlist`` rows, default ``nprobe`` (default ``max(1, nlist // 64)``). ``threads``:
+        OpenMP threads for the build (default faiss's). ``norm_sample`` and ``seed`` fix the
+        sample of the normaliser estimate.
+        """
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+        m = _positive_int(m, "m", False)
+        ef_construction = _positive_int(ef_construction, "ef_construction", False)
+        ef_search = _positive_int(ef_search, "ef_search", False)
+        norm_sample = _positive_int(norm_sample, "norm_sample", False)
+        threads = _positive_int(threads, "threads")
+        faiss = _faiss()
+        table = model.item_table
+        n, d = table.n_items, table.dim
+        vectors = augment(np.asarray(table.embeddings), table.bias)
+        with _Threads(threads):
+            if kind == "hnsw":
+                index = faiss.IndexHNSWFlat(d + 1, m, faiss.METRIC_INNER_PRODUCT)
+                index.hnsw.efConstruction = ef_construction
+                params = {"m": m, "ef_construction": ef_construction, "ef_search": ef_search}
+            else:
+                nlist = _positive_int(nlist, "nlist") or max(1, int(np.sqrt(n)))
+                nlist = min(nlist, n)
+                nprobe = _positive_int(nprobe, "nprobe") or max(1, nlist // 64)
+                index = faiss.index_factory(d + 1, f"IVF{nlist},Flat", faiss.METRIC_INNER_PRODUCT)
+                rng = np.random.default_rng(seed)
+                cap = 64 * nlist  # enough for k-means; more only slows the build
+                train = vectors if n <= cap else vectors[np.sort(rng.choice(n, cap, replace=False))]
+                index.train(train)
+                params = {"nlist": nlist, "nprobe": nprobe}
+            index.add(vectors)
+        sample = np.arange(n) if norm_sample >= n else np.sort(
+            np.random.default_rng(seed).choice(n, norm_sample, replace=False))
+        params.update(norm_sample=norm_sample, seed=seed)
+        return cls(index, model, kind, params, sample)
+
+    # ----------------------------------------------------------------- search
+    def _queries(self, queries) -> np.ndarray:
+        q = np.asarray(queries)
+        if q.dtype.kind not in "fiu":
+            raise TypeError(f"queries must be a real numeric array, got dtype {q.dtype}")
+        if q.ndim == 1:
+            q = q[None, :]
+        if q.ndim != 2 or q.shape[1] != self.dim:
+            raise ValueError(f"queries must have shape (B, {self.dim}) or ({self.dim},), got {q.shape}")
+        with np.errstate(over="ignore"):
+            q = q.astype(np.float32)
+        if not np.isfinite(q).all():
+            raise ValueError("queries contain NaN or inf (or values beyond float32 range)")
+        out = np.ones((q.shape[0], self.dim + 1), dtype=np.float32)
+        out[:, :self.dim] = q
+        return out
+
+    def _params(self, ef_search, nprobe, sel=None):
+        faiss = _faiss()
+        if self.kind == "hnsw":
+            p = faiss.SearchParametersHNSW()
+            p.efSearch = _positive_int(ef_search, "ef_search") or self.ef_search or 16
+        else:
+            p = faiss.SearchParametersIVF()
+            p.nprobe = min(_positive_int(nprobe, "nprobe") or self.nprobe or 1, self.index.nlist)
+        if sel is not None:
+            p.sel = sel
+        return p
+
+    def _exact_logits(self, q: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """float64 logits of ``rows`` (B, k), -inf where a row is -1."""
+        safe = np.where(rows >= 0, rows, 0)
+        lg = np.einsum("bkd,bd->bk", self._emb[safe].astype(np.float64),
+                       q[:, :self.dim].astype(np.float64))
+        if self._bias is not None:
+            lg += self._bias[safe]
+        lg[rows < 0] = -np.inf
+        return lg
+
+    def _ordered(self, q, rows):
+        """Rows and float32 logits, best first, equal logits in catalog order, -1 padding last."""
+        lg = self._exact_logits(q, rows)
+        order = np.lexsort((np.where(rows >= 0, rows, np.iinfo(np.int64).max), -lg), axis=-1)
+        rows = np.take_along_axis(rows, order, axis=-1)
+        with np.errstate(over="ignore"):
+            lg = np.take_along_axis(lg, order, axis=-1).astype(np.float32)
+        return rows, lg
+
+    def search(self, queries, k: int, *, ef_search=None, nprobe=None):
+        """Approximate top-``k`` rows of each query.
+
+        ``queries``: float (B, d) or (d,). Returns ``(rows int64 (B, k), logits float32 (B, k))``
+        best first; ``-1`` rows (logit ``-inf``) pad past what the index found. Logits are
+        recomputed from the item table. ``ef_search`` (hnsw) / ``nprobe`` (ivf) override the
+        index's settings for this call.
+        """
+        k = _positive_int(k, "k", False)
+        q = self._queries(queries)
+        _, rows = self.index.search(q, k, params=self._params(ef_search, nprobe))
+        return self._ordered(q, rows.astype(np.int64, copy=False))
+
+    def _eligible(self, allowed, exclude):
+        """(bool mask or None, unique excluded rows int64)."""
+        n = self.n_items
+        mask = None
+        if allowed is not None:
+            a = np.asarray(allowed)
+            if a.dtype != np.bool_ and a.dtype.kind not in "iu":
+                raise TypeError(f"allowed_mask must be a bool or integer mask, got dtype {a.dtype}")
+            if a.shape != (n,):
+                raise ValueError(f"allowed_mask must have shape ({n},), got {a.shape}")
+            mask = a != 0
+        ex = np.zeros(0, dtype=np.int64)
+        if exclude is not None:
+            ex = np.asarray(exclude).reshape(-1)
+            if ex.size and ex.dtype.kind not in "iu":
+                raise TypeError(f"exclude must be integer row indices, got dtype {ex.dtype}")
+            ex = np.unique(ex.astype(np.int64))
+            if ex.size and (ex[0] < 0 or ex[-1] >= n):
+                bad = ex[0] if ex[0] < 0 else ex[-1]
+                raise IndexError(f"excluded row {int(bad)} out of range for a catalog of {n} rows")
+        return mask, ex
+
+    def search_filtered(self, query, k: int, allowed_mask=None, exclude=None, *, ef_search=None,
+                        nprobe=None):
+        """Top-``k`` of one query among the allowed, not excluded rows (see the class docstring).
+
+        ``allowed_mask``: bool/int (N,), rows whose entry is 0 are never returned. ``exclude``:
+        row numbers never returned. Returns ``(rows int64 (n,), logits float32 (n,))``,
+        ``n = min(k, qualifying rows)``, best first.
+        """
+        k = _positive_int(k, "k", False)
+        q = self._queries(query)
+        if q.shape[0] != 1:
+            raise ValueError(f"search_filtered takes one query, got {q.shape[0]}")
+        mask, ex = self._eligible(allowed_mask, exclude)
+        n = self.n_items
+        if mask is None:
+            want = min(k, n - ex.size)
+            if want <= 0:
+                return np.zeros(0, np.int64), np.zeros(0, np.float32)
+            rows, lg = self.search(q[:, :self.dim], min(n, k + ex.size), ef_search=ef_search,
+                                   nprobe=nprobe)
+            keep = (rows[0] >= 0) & ~np.isin(rows[0], ex)
+            if int(keep.sum()) >= want:
+                return rows[0][keep][:want], lg[0][keep][:want]
+            return self._exact(q, k, None, ex)
+        if ex.size:
+            mask = mask.copy()
+            mask[ex] = False
+        qualifying = int(np.count_nonzero(mask))
+        want = min(k, qualifying)
+        if want == 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        if qualifying <= GATHER_FRACTION * n:
+            return self._gathered(q, want, np.flatnonzero(mask))
+        bits = np.packbits(mask, bitorder="little")
+        sel = _faiss().IDSelectorBitmap(n, _faiss().swig_ptr(bits))
+        _, rows = self.index.search(q, want, params=self._params(ef_search, nprobe, sel))
+        rows = rows.astype(np.int64, copy=False)
+        if int(np.count_nonzero(rows[0] >= 0)) < want:
+            return self._exact(q, k, mask, None)
+        rows, lg = self._ordered(q, rows)
+        return rows[0], lg[0]
+
+    def _gathered(self, q, k, rows):
+        lg = self._exact_logits(q, rows[None, :])[0]
+        order = np.lexsort((rows, -lg))[:k]
+        with np.errstate(over="ignore"):
+            return rows[order], lg[order].astype(np.float32)
+
+    def _exact(self, q, k, mask, ex):
+        res = topk(q[0, :self.dim], self.model.item_table, k, allowed=mask,
+                   exclude=None if ex is None or not ex.size else ex)
+        return res.items, res.logits
+
+    # ----------------------------------------------------------------- normaliser
+    def log_normalizer(self, queries, rows, logits) -> np.ndarray:
+        """float64 (B,): the estimate of ``log sum over all N rows of exp(logit)`` per query.
+
+        ``rows`` / ``logits`` (B, T) or (T,): the rows already scored exactly for that query
+        (e.g. what :meth:`search` returned; ``-1`` rows are ignored).
+        """
+        q = self._queries(queries)
+        rows = np.atleast_2d(np.asarray(rows, dtype=np.int64))
+        lg = np.atleast_2d(np.asarray(logits, dtype=np.float64))
+        if rows.shape != lg.shape or rows.shape[0] != q.shape[0]:
+            raise ValueError(f"rows {rows.shape} and logits {lg.shape} must be (B, T) for {q.shape[0]} queries")
+        n = self.n_items
+        # float32 products (as the exact kernel's logits), summed in float64
+        sl = (self._sample @ q.T).astype(np.float64)  # (S, B)
+        out = np.empty(q.shape[0])
+        for b in range(q.shape[0]):
+            valid = rows[b] >= 0
+            top_rows, top_lg = rows[b][valid], lg[b][valid]
+            lse_top = np.logaddexp.reduce(top_lg) if top_lg.size else -np.inf
+            rest = sl[:, b]
+            if top_rows.size:
+                pos = np.searchsorted(self.sample_rows, top_rows)
+                hit = pos[self.sample_rows[np.minimum(pos, self.sample_rows.size - 1)] == top_rows]
+                if hit.size:
+                    rest = np.delete(rest, hit)
+            if rest.size == 0 or top_rows.size >= n:
+                out[b] = lse_top
+                continue
+            m = rest.max()
+            lse_rest = m + np.log(np.exp(rest - m).sum()) + np.log((n - top_rows.size) / rest.size)
+            out[b] = np.logaddexp(lse_top, lse_rest)
+        return out
+
+    def topk(self, user, k: int, *, allowed=None, exclude=None, ef_search=None, nprobe=None) -> TopK:
+        """One request as a :class:`rankcore.core.TopK` (the exact engine's result type).
+
+        Rows and logits from :meth:`search_filtered`; ``log_normalizer`` is the estimate of
+        :meth:`log_normalizer`, and ``scores = exp(logit - log_normalizer)``.
+        """
+        rows, lg = self.search_filtered(user, k, allowed, exclude, ef_search=ef_search,
+                                        nprobe=nprobe)
+        lognorm = float(self.log_normalizer(user, rows[None, :], lg[None, :])[0])
+        return TopK(rows, lg, np.exp(lg.astype(np.float64) - lognorm), lognorm)
+
+    # ----------------------------------------------------------------- persistence
+    def _fingerprint(self) -> str:
+        """SHA-256 of the sampled augmented rows: ties a saved index to the table it indexed."""
+        return hashlib.sha256(self._sample.tobytes()).hexdigest()
+
+    def save(self, model_dir) -> str:
+        """Write ``ann.<kind>.faissindex`` and its entry in ``ann.json``; returns the index path.
+
+        Both files are written under a temporary name and renamed into place, the sidecar last.
+        """
+        model_dir = os.fspath(model_dir)
+        if not os.path.isdir(model_dir):
+            raise FileNotFoundError(f"model directory {model_dir!r} does not exist")
+        name = f"ann.{self.kind}.faissindex"
+        path = os.path.join(model_dir, name)
+        tmp = f"{path}.tmp-{os.getpid()}"
+        _faiss().write_index(self.index, tmp)
+        os.replace(tmp, path)
+        side = os.path.join(model_dir, SIDECAR)
+        try:
+            with open(side) as f:
+                doc = json.load(f)
+            entries = doc["indexes"] if doc.get("format") == SIDECAR_FORMAT else {}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            entries = {}
+        entries[self.kind] = {"file": name, "sha256": _sha256(path), "bytes": os.path.getsize(path),
+                              "kind": self.kind, "params": self.params, "n_items": self.n_items,
+                              "dim": self.dim, "fingerprint": self._fingerprint()}
+        doc = {"format": SIDECAR_FORMAT, "version": SIDECAR_VERSION, "indexes": entries}
+        tmp = f"{side}.tmp-{os.getpid()}"
+        with open(tmp, "w") as f:
+            json.dump(doc, f, indent=1, sort_keys=True)
+        os.replace(tmp, side)
+        return path
+
+    @classmethod
+    def load(cls, model_dir, model, *, kind=None, mmap: bool = True, verify: bool = False) -> "AnnIndex":
+        """Read the index saved in ``model_dir`` for ``model`` (the model loaded from there).
+
+        ``kind``: which index (default: ``hnsw`` if saved, else the only one). ``mmap``: read with
+        ``IO_FLAG_MMAP`` (faiss maps the parts its reader can; ``index.mmapped`` says the flag was
+        accepted), falling back to a plain read. ``verify``: check its SHA-256.
+        Raises ``ModelFormatError`` naming the file when the sidecar or index is missing or broken,
+        or when the index does not match the model (row count, dimension, indexed rows).
+        """
+        model_dir = os.fspath(model_dir)
+        side = os.path.join(model_dir, SIDECAR)
+        try:
+            with open(side) as f:
+                doc = json.load(f)
+            entries = doc["indexes"]
+            if doc.get("format") != SIDECAR_FORMAT or not isinstance(entries, dict):
+                raise ValueError("not a rankcore-ann sidecar")
+        except FileNotFoundError:
+            raise ModelFormatError(f"{side}: no approximate index saved (run `rankcore index`)") from None
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise ModelFormatError(f"{side}: unreadable ({e})") from None
+        if kind is None:
+            kind = "hnsw" if "hnsw" in entries or len(entries) != 1 else next(iter(entries))
+        if kind not in entries:
+            raise ModelFormatError(f"{side}: no {kind!r} index saved (have {sorted(entries)})")
+        e = entries[kind]
+        path = os.path.join(model_dir, str(e.get("file", "")))
+        if not os.path.isfile(path):
+            raise ModelFormatError(f"{path}: index file missing")
+        if (e.get("n_items"), e.get("dim")) != (model.n_items, model.dim):
+            raise ModelFormatError(f"{path}: index of {e.get('n_items')} items x {e.get('dim')} does "
+                                   f"not match the model ({model.n_items} x {model.dim})")
+        if os.path.getsize(path) != e.get("bytes"):
+            raise ModelFormatError(f"{path}: size {os.path.getsize(path)} != {e.get('bytes')} recorded")
+        if verify and _sha256(path) != e.get("sha256"):
+            raise ModelFormatError(f"{path}: SHA-256 mismatch")
+        faiss = _faiss()
+        index, mmapped = None, False
+        try:
+            if mmap:
+                try:
+                    flags = faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY
+                    index, mmapped = faiss.read_index(path, flags), True
+                except RuntimeError:
+                    index = None  # this index type cannot be mapped: read it instead
+            if index is None:
+                index = faiss.read_index(path)
+        except RuntimeError as err:
+            raise ModelFormatError(f"{path}: unreadable faiss index ({str(err).splitlines()[0]})") from None
+        if index.ntotal != model.n_items or index.d != model.dim + 1:
+            raise ModelFormatError(f"{path}: holds {index.ntotal} x {index.d - 1}, model is "
+                                   f"{model.n_items} x {model.dim}")
+        params = dict(e.get("params") or {})
+        n, s = model.n_items, int(params.get("norm_sample", NORM_SAMPLE))
+        sample = np.arange(n) if s >= n else np.sort(
+            np.random.default_rng(int(params.get("seed", 0))).choice(n, s, replace=False))
+        self = cls(index, model, kind, params, sample, mmapped)
+        if e.get("fingerprint") != self._fingerprint():
+            raise ModelFormatError(f"{path}: built from different item vectors than the model's")
+        return self
