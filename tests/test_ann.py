@@ -23,7 +23,7 @@ from rankcore.core import topk  # noqa: E402
 from rankcore.errors import ModelFormatError  # noqa: E402
 from rankcore.model import Model, load_model  # noqa: E402
 from rankcore.model.ann import SIDECAR, AnnIndex  # noqa: E402
-from rankcore.model.ann_cli import cmd_index, configure_index_parser  # noqa: E402
+from rankcore.cli.index import cmd_index, configure_index_parser  # noqa: E402
 from rankcore.model.synthetic import synthetic  # noqa: E402
 
 

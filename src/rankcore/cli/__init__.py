@@ -17,6 +17,7 @@ from typing import Sequence
 
 from .args import EXIT_BROKEN_PIPE, PROG, CommandError, positive_int
 from .args import context_arg, filter_values_arg, metadata_arg
+from .index import configure_index_parser
 from .models import VersionAction, cmd_demo, cmd_info, cmd_rank
 from .serving import cmd_batch, cmd_serve, configure_serve_parser
 from .training import configure_eval_parser, configure_train_parser
@@ -95,6 +96,12 @@ def build_parser() -> argparse.ArgumentParser:
                                    "each one's interactions, rank the whole catalog and score the "
                                    "newest 10%%, beside a popularity baseline.")
     configure_eval_parser(p)
+
+    p = sub.add_parser("index", help="build a faiss index (HNSW or IVF) for a saved model",
+                       description="Build an approximate-nearest-neighbour index over a saved "
+                                   "model's item vectors (bias included) and store it beside the "
+                                   "model (ann.<kind>.faissindex and ann.json).")
+    configure_index_parser(p)
 
     sub.add_parser("batch", help="batch inference over JSON Lines (see 'rankcore batch --help')",
                    add_help=False)

@@ -11,8 +11,8 @@ import json
 import sys
 import time
 
-from .ann import KINDS, NORM_SAMPLE, AnnIndex
-from .model import load_model
+from ..model import load_model
+from ..model.ann import KINDS, NORM_SAMPLE, AnnIndex
 
 __all__ = ["configure_index_parser", "cmd_index"]
 
@@ -28,6 +28,7 @@ def configure_index_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParse
     p.add_argument("--threads", type=int, default=None, help="build threads (default all cores)")
     p.add_argument("--norm-sample", type=int, default=NORM_SAMPLE,
                    help=f"rows sampled for the normaliser estimate (default {NORM_SAMPLE})")
+    p.set_defaults(func=cmd_index)
     return p
 
 
