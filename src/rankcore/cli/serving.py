@@ -75,6 +75,12 @@ def configure_serve_parser(p: argparse.ArgumentParser) -> None:
                         "lowered to the open-file limit)")
     p.add_argument("--allow-unsigned-payload", action="store_true", default=None,
                    help="with --auth sigv4: accept UNSIGNED-PAYLOAD (the body is then not signed)")
+    console = p.add_mutually_exclusive_group()
+    console.add_argument("--console", dest="console", action="store_const", const=True, default=None,
+                         help="serve the test page GET /console (on by default; off with --auth "
+                              "sigv4 unless given, since the page cannot sign requests)")
+    console.add_argument("--no-console", dest="console", action="store_const", const=False,
+                         help="do not serve the test page GET /console")
     p.add_argument("--backend", default=None, help="kernel backend (cpp, numba, numpy; default: best)")
     p.add_argument("--log-level", default=None, choices=("critical", "error", "warning", "info", "debug"),
                    help="log level (default warning)")

@@ -10,7 +10,8 @@ value is never echoed. ``POST /personalize-ranking`` skips Starlette's middlewar
 raw ASGI endpoint answers every outcome itself. A body over ``max_body_bytes`` is 413
 (``Content-Length`` checked before reading, a chunked body while reading); with a verifier the
 POST routes need SigV4, and the signature's headers are checked before the body is read.
-``/ping`` and ``/metrics`` never need a signature.
+``/ping`` and ``/metrics`` never need a signature. With ``console=True`` the test page
+``GET /console`` and its files are served too (see the ``console`` package).
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ..errors import AuthError, InvalidInputException, PersonalizeError
+from .console import console_routes
 from .metrics import CONTENT_TYPE, Metrics
 from .registry import CampaignRegistry
 from .sigv4 import SigV4Verifier
@@ -195,7 +197,7 @@ class _App(Starlette):
 
 def create_app(registry: CampaignRegistry, *, verifier: SigV4Verifier | None = None,
                metrics: Metrics | None = None,
-               max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> Starlette:
+               max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, console: bool = False) -> Starlette:
     """The Starlette application serving ``registry`` (routes in the module docstring)."""
     metrics = metrics if metrics is not None else Metrics()
     metrics.attach(registry)
@@ -238,6 +240,8 @@ def create_app(registry: CampaignRegistry, *, verifier: SigV4Verifier | None = N
         Route("/ping", ping, methods=["GET", "HEAD"]),
         Route("/metrics", metrics_route, methods=["GET"]),
     ]
+    if console:
+        routes += console_routes(registry)
     app = _App(ranking, routes=routes,
                exception_handlers={HTTPException: http_error, Exception: server_error})
     app.router.redirect_slashes = False  # a redirect would carry no request ID; 404 instead

@@ -2,7 +2,7 @@
 
 :func:`settings_from_args` gives one plain dict (JSON-serialisable, so ``--workers N`` hands it to
 the worker processes through the environment); :func:`resolve_workers` turns the ``workers``
-setting into a process count.
+setting into a process count; :func:`console_enabled` says whether the test page is served.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from .app import DEFAULT_MAX_BODY_BYTES
 from .protocol import DEFAULT_LIMITS
 from .registry import DEFAULT_RELOAD_INTERVAL, DEFAULT_RELOAD_TIMEOUT
 
-__all__ = ["settings_from_args", "resolve_workers", "parse_campaign", "parse_filter",
+__all__ = ["settings_from_args", "resolve_workers", "console_enabled", "parse_campaign", "parse_filter",
            "DEFAULT_HOST", "DEFAULT_PORT"]
 
 DEFAULT_HOST = "127.0.0.1"
@@ -25,6 +25,7 @@ _SETTINGS = {"host": DEFAULT_HOST, "port": DEFAULT_PORT, "workers": 1, "region":
              "reload_interval": DEFAULT_RELOAD_INTERVAL, "no_reload": False, "backend": None,
              "log_level": "warning", "reload_timeout": DEFAULT_RELOAD_TIMEOUT,
              "max_body_bytes": DEFAULT_MAX_BODY_BYTES, "allow_unsigned_payload": False,
+             "console": None,
              **DEFAULT_LIMITS}
 
 
@@ -98,4 +99,15 @@ def resolve_workers(value) -> int:
         return max(1, n)
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"workers must be a positive integer or 'auto', got {value!r}")
+    return value
+
+
+def console_enabled(s: dict) -> bool:
+    """Whether ``GET /console`` is served: as set (``--console``/``--no-console``, or the config
+    file's ``console``), else on unless ``auth`` is ``sigv4`` (the page cannot sign requests)."""
+    value = s.get("console")
+    if value is None:
+        return s["auth"] != "sigv4"
+    if not isinstance(value, bool):
+        raise ValueError(f"console must be true or false, got {value!r}")
     return value

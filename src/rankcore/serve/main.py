@@ -29,7 +29,7 @@ from uvicorn.supervisors import Multiprocess
 from ..core import backend as _backend
 from ..core import native
 from .app import create_app
-from .config import resolve_workers, settings_from_args
+from .config import console_enabled, resolve_workers, settings_from_args
 from .metrics import Metrics, start_multiprocess_dir
 from .protocol import DEFAULT_LIMITS, GuardedProtocol
 from .registry import CampaignRegistry, CampaignSpec
@@ -62,7 +62,8 @@ def app_from_settings(s: dict) -> Starlette:
     if s["auth"] == "sigv4":
         verifier = SigV4Verifier(load_credentials(s["credentials"]), region=s["region"],
                                  allow_unsigned_payload=s["allow_unsigned_payload"])
-    app = create_app(registry, verifier=verifier, metrics=Metrics(), max_body_bytes=s["max_body_bytes"])
+    app = create_app(registry, verifier=verifier, metrics=Metrics(), max_body_bytes=s["max_body_bytes"],
+                     console=console_enabled(s))
     if not s["no_reload"] or s.get("_sighup"):
         registry.start_watcher(None if s["no_reload"] else s["reload_interval"])
     gc.collect()
