@@ -29,7 +29,9 @@ from rankcore.datasets import synthetic
 from rankcore.filters import compile_filter
 
 N_ITEMS = 2000
-SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
+# the directory the imported rankcore comes from (src/ in development, site-packages when
+# installed), so subprocesses run the same build, native extension included
+SRC = os.path.dirname(os.path.dirname(os.path.abspath(rankcore.__file__)))
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,9 @@ import pytest
 import rankcore
 from rankcore.core.api import MAX_THREADS
 
-SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
+# the directory the imported rankcore comes from (src/ in development, site-packages when
+# installed), so subprocesses run the same build, native extension included
+SRC = os.path.dirname(os.path.dirname(os.path.abspath(rankcore.__file__)))
 
 
 @pytest.mark.parametrize("k", [2**63, 2**64, 10**30])

@@ -11,9 +11,12 @@ import sys
 
 import pytest
 
+import rankcore
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 README = os.path.join(ROOT, "README.md")
-SRC = os.path.join(ROOT, "src")
+# where the imported rankcore comes from (src/ in development, site-packages when installed)
+SRC = os.path.dirname(os.path.dirname(os.path.abspath(rankcore.__file__)))
 
 
 def _blocks(lang: str) -> list:
