@@ -5,6 +5,8 @@ their slots at replayable positions, and the service limits hold.
 """
 from __future__ import annotations
 
+import argparse
+import json
 import math
 
 import numpy as np
@@ -12,7 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rankcore import Campaign, Client, Model
+from rankcore import Campaign, Client, Model, batch
+from rankcore.batch import recommend_lines
 from rankcore.errors import InvalidInputException, ResourceNotFoundException
 from rankcore.personalize.recommend import promotion_positions, recommend_many
 
@@ -377,3 +380,98 @@ def test_client_json_variant(setup, client):
     got = orjson.loads(body)
     want = client.get_recommendations(campaignArn=campaign.arn, userId="u3", numResults=4)
     assert got["itemList"] == want["itemList"] and rid and "ResponseMetadata" not in got
+
+
+# --------------------------------------------------------------------------- batch jobs
+
+def _batch_lines(n, seed=0):
+    rng = np.random.default_rng(seed)
+    lines = []
+    for i in range(n):
+        kind = rng.integers(0, 6)
+        if kind == 0:
+            lines.append({"userId": f"u{rng.integers(0, 10)}", "numResults": int(rng.integers(1, 30))})
+        elif kind == 1:
+            lines.append({"itemId": f"i{rng.integers(0, 60)}", "filterValues": {"C": '"red"'}})
+        elif kind == 2:
+            lines.append({"userId": "u1", "context": {"DEVICE": "phone"}, "filterValues": {"C": '"blue"'}})
+        elif kind == 3:
+            lines.append({"itemId": "nope"} if i % 2 else {"userId": 3})
+        else:
+            lines.append({"userId": f"u{i}", "extra": [1, 2]})
+    return [json.dumps(x) for x in lines]
+
+
+def test_batch_lines_match_recommend(setup):
+    model, _, campaign, arns = setup
+    plan = campaign.filters[arns["exclude"]]
+    lines = _batch_lines(120) + ["not json", ""]
+    out = recommend_lines(campaign, lines, filter=plan, num_results=5, chunk_size=16)
+    assert len(out) == len(lines)
+    for raw, got in zip(lines, out):
+        got = json.loads(got)
+        if raw in ("not json", ""):
+            assert got["output"] is None and got["error"]
+            continue
+        obj = json.loads(raw)
+        assert got["input"] == obj
+        try:
+            want = campaign.recommend(obj.get("userId"), obj.get("itemId"), obj.get("numResults", 5),
+                                      context=obj.get("context"), filter=plan,
+                                      filter_values=obj.get("filterValues"))
+        except (ValueError, TypeError) as exc:
+            assert got["output"] is None and got["error"]
+            if isinstance(exc, InvalidInputException):  # a line the library refuses: its message
+                assert got["error"] == exc.message
+            continue
+        assert got["error"] is None
+        assert got["output"]["recommendedItems"] == want.item_ids
+        assert got["output"]["scores"] == np.round(want.scores, 7).tolist()
+
+
+def test_batch_job_local_and_dask_identical(tmp_path, setup):
+    model, _, _, _ = setup
+    model_dir = tmp_path / "model"
+    model.save(model_dir)
+    inp = tmp_path / "in.jsonl"
+    inp.write_text("\n".join(_batch_lines(300, seed=3)) + "\n")
+    expr = "INCLUDE ItemID WHERE Items.COLOR IN ($C)"
+    local = tmp_path / "local.jsonl"
+    s = batch.run(model_dir, inp, local, job="recommendations", num_results=7, quiet=True,
+                  filter_expression=expr, chunk_size=32)
+    assert s.lines == 300 and 0 < s.failed < 300
+    assert len(local.read_bytes().splitlines()) == 300
+    with pytest.raises(batch.BatchError, match="job"):
+        batch.run(model_dir, inp, tmp_path / "x.jsonl", job="ranks", quiet=True)
+    with pytest.raises(batch.BatchError, match="num_results"):
+        batch.run(model_dir, inp, tmp_path / "x.jsonl", job="recommendations", num_results=0,
+                  quiet=True)
+    # the same job through the rankcore batch command
+    args = batch.configure_parser(argparse.ArgumentParser()).parse_args(
+        ["--model", str(model_dir), "--input", str(inp), "--output", str(tmp_path / "cli.jsonl"),
+         "--job", "recommendations", "--num-results", "7", "--filter-expression", expr, "--quiet"])
+    assert batch.main(args) == 1  # some lines fail on purpose
+    assert (tmp_path / "cli.jsonl").read_bytes() == local.read_bytes()
+
+
+@pytest.mark.slow
+def test_batch_job_dask_identical(tmp_path, setup):
+    distributed = pytest.importorskip("distributed")
+    model, _, _, _ = setup
+    model_dir = tmp_path / "model"
+    model.save(model_dir)
+    inp = tmp_path / "in.jsonl"
+    inp.write_text("\n".join(_batch_lines(300, seed=4)) + "\n")
+    local = tmp_path / "local.jsonl"
+    batch.run(model_dir, inp, local, job="recommendations", num_results=6, quiet=True)
+    cluster = batch.local_cluster(processes=False)
+    client = distributed.Client(cluster)
+    try:
+        dist = tmp_path / "dist.jsonl"
+        s = batch.run(model_dir, inp, dist, scheduler=client, partition_bytes=2000, chunk_size=16,
+                      job="recommendations", num_results=6, quiet=True)
+        assert s.partitions > 3 and s.lines == 300
+        assert dist.read_bytes() == local.read_bytes()
+    finally:
+        client.close()
+        cluster.close()
