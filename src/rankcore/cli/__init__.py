@@ -72,11 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="enforce the service's item limit (default: no limit, as in the library)")
     p.set_defaults(func=cmd_rank)
 
-    p = sub.add_parser("recommend", help="recommend catalog items for a user, or related items "
-                                         "(GetRecommendations)",
-                       description="Recommend the catalog's best items for --user-id, or items "
-                                   "related to --item-id, and print the JSON that 'aws "
-                                   "personalize-runtime get-recommendations' prints.")
+    p = sub.add_parser("recommend", help="catalog items for a user, or related items (GetRecommendations)")
     configure_recommend_parser(p)
 
     p = sub.add_parser("info", help="describe a model directory",

@@ -24,6 +24,9 @@ def _promotion_arg(text: str) -> dict:
 
 def configure_recommend_parser(p: argparse.ArgumentParser) -> None:
     """Add the ``rankcore recommend`` arguments to ``p``."""
+    p.description = ("Recommend the catalog's best items for --user-id, or items related to "
+                     "--item-id, and print the JSON that 'aws personalize-runtime "
+                     "get-recommendations' prints.")
     p.add_argument("--model", required=True, metavar="DIR", help="model directory")
     who = p.add_argument_group("query (at least one)")
     who.add_argument("--user-id", help="recommend for this user (unknown: the cold-start vector)")
