@@ -251,7 +251,7 @@ def test_unknown_filter_is_404(server):
 
 
 def test_other_routes(server):
-    r = httpx.post(server.url + "/recommendations", json={"campaignArn": ARN, "userId": "1"})
+    r = httpx.post(server.url + "/recommendations", json={"campaignArn": ARN})  # no userId/itemId
     assert r.status_code == 400 and r.json()["__type"] == "InvalidInputException"
     for method, path in (("GET", "/nothing"), ("POST", "/"), ("GET", "/personalize-ranking")):
         r = httpx.request(method, server.url + path)

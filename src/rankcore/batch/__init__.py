@@ -6,7 +6,9 @@ semantics of ``Campaign.rank``; a line that cannot be served gets ``"output": nu
 ``"error"``, and the job goes on (format: see docs/personalize.md). :func:`rank_lines` is the
 engine-free core (chunks.py); :func:`run` and the ``rankcore batch`` command (cli.py) split the
 input into partitions (partitions.py) and rank them in this process (local.py) or on a Dask
-cluster (dask.py), writing output that is never left half-written (output.py).
+cluster (dask.py), writing output that is never left half-written (output.py). With
+``job="recommendations"`` lines ``{"userId"}`` or ``{"itemId"}`` get GetRecommendations' answer
+in the same output format (recommendations.py, :func:`recommend_lines`).
 """
 from __future__ import annotations
 
@@ -20,7 +22,8 @@ from .local import _GC_THRESHOLD0, rank_partition
 from .output import MANIFEST_NAME
 from .partitions import DEFAULT_PARTITION_BYTES, Partition, _partition_lines, plan_partitions
 from .progress import BatchSummary, _Progress
+from .recommendations import recommend_lines
 
-__all__ = ["rank_lines", "rank_partition", "run", "local_cluster", "BatchSummary", "Partition", "plan_partitions",
+__all__ = ["rank_lines", "recommend_lines", "rank_partition", "run", "local_cluster", "BatchSummary", "Partition", "plan_partitions",
            "configure_parser", "main", "DEFAULT_CHUNK_SIZE", "DEFAULT_PARTITION_BYTES",
            "MANIFEST_NAME"]

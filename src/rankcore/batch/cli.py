@@ -17,7 +17,9 @@ from .partitions import DEFAULT_PARTITION_BYTES
 def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Add the ``rankcore batch`` arguments to ``parser``."""
     parser.description = ("Rank JSON Lines of {userId, itemList, filterValues?, context?} "
-                          "like a Personalize batch inference job.")
+                          "like a Personalize batch inference job, or with --job recommendations "
+                          "recommend for lines of {userId | itemId, numResults?, filterValues?, "
+                          "context?}.")
     parser.add_argument("--model", required=True, help="model directory")
     parser.add_argument("--input", required=True, action="append",
                         help="input JSON Lines file or glob (repeatable; files ranked in order)")
@@ -34,6 +36,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
                         help="input bytes per partition, e.g. 64M (default 64M)")
     parser.add_argument("--parts", action="store_true",
                         help="write part files and a _manifest.json into the OUTPUT directory")
+    parser.add_argument("--job", choices=("ranking", "recommendations"), default="ranking",
+                        help="ranking: rank each line's itemList (default); recommendations: "
+                             "recommend catalog items for each line's userId, or related items "
+                             "of its itemId")
+    parser.add_argument("--num-results", type=int, default=25,
+                        help="recommendations per line without its own numResults (1-500, "
+                             "default 25; --job recommendations)")
     parser.add_argument("--quiet", action="store_true",
                         help="print nothing but errors: no progress bar, no summary (the exit "
                              "status still says whether lines failed)")
@@ -68,7 +77,8 @@ def main(args: argparse.Namespace) -> int:
     try:
         summary = run(args.model, args.input, args.output, filter_expression=args.filter_expression,
                       scheduler=args.scheduler, chunk_size=args.chunk_size,
-                      partition_bytes=args.partition_size, parts=args.parts, quiet=args.quiet)
+                      partition_bytes=args.partition_size, parts=args.parts, quiet=args.quiet,
+                      job=args.job, num_results=args.num_results)
     except KeyboardInterrupt:
         print(f"{prog}: interrupted; no output written", file=sys.stderr)
         return 130

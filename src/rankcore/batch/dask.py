@@ -84,7 +84,7 @@ def _model_directory(model) -> str:
 
 def _run_dask(model, partitions: list, output: str, filter_expression: str | None,
               chunk_size: int, parts: bool, report: Callable | None, scheduler,
-              failed_lines: _FailedLines | None = None) -> tuple:
+              failed_lines: _FailedLines | None = None, ranker: Callable | None = None) -> tuple:
     """Rank ``partitions`` on the Dask cluster of ``scheduler`` into ``output``: ``(lines,
     failed, items)``; the first failed lines go to ``failed_lines``."""
     model = _model_directory(model)
@@ -105,6 +105,7 @@ def _run_dask(model, partitions: list, output: str, filter_expression: str | Non
             if part is not None:
                 fut = client.submit(rank_partition, model, part, filter_expression=filter_expression,
                                     chunk_size=chunk_size, part_dir=part_dir,
+                                    ranker=ranker,
                                     key=f"rankcore-batch-{job}-{part.index:05d}", retries=2)
                 pending.append((part, fut))
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from functools import partial
 
 from ..errors import BatchError
 from .chunks import DEFAULT_CHUNK_SIZE
@@ -13,11 +14,13 @@ from .dask import _run_dask
 from .local import _run_local
 from .partitions import DEFAULT_PARTITION_BYTES, _expand_inputs, plan_partitions
 from .progress import BatchSummary, _FailedLines, _Progress
+from .recommendations import DEFAULT_NUM_RESULTS, _recommend_chunk
 
 
 def run(model, input, output, *, filter_expression: str | None = None, scheduler=None,
         chunk_size: int = DEFAULT_CHUNK_SIZE, partition_bytes: int = DEFAULT_PARTITION_BYTES,
-        parts: bool = False, quiet: bool = False, progress=None) -> BatchSummary:
+        parts: bool = False, quiet: bool = False, progress=None, job: str = "ranking",
+        num_results: int = DEFAULT_NUM_RESULTS) -> BatchSummary:
     """Run a batch inference job (what ``rankcore batch`` does).
 
     Parameters
@@ -43,6 +46,11 @@ def run(model, input, output, *, filter_expression: str | None = None, scheduler
     progress : bool or callable, optional
         None shows a progress bar when stderr is a terminal (and not ``quiet``); a callable is
         called as ``progress(lines, items, nbytes)`` with increments.
+    job : {"ranking", "recommendations"}
+        Rank each line's ``itemList`` (GetPersonalizedRanking), or recommend catalog items for
+        each line's ``userId`` / related items of its ``itemId`` (GetRecommendations).
+    num_results : int
+        Recommendations per line without its own ``numResults`` (1-500; recommendations job).
 
     Returns
     -------
@@ -56,6 +64,7 @@ def run(model, input, output, *, filter_expression: str | None = None, scheduler
     t0 = time.perf_counter()
     if chunk_size < 1:
         raise BatchError(f"chunk size must be >= 1, got {chunk_size}")
+    ranker = _ranker(job, num_results)
     paths = _expand_inputs(input)
     output = os.fspath(output)
     _check_output(paths, output, parts)
@@ -74,15 +83,26 @@ def run(model, input, output, *, filter_expression: str | None = None, scheduler
     try:
         if scheduler is None:
             n, failed, items = _run_local(model, partitions, output, filter_expression,
-                                          chunk_size, parts, report, failed_lines)
+                                          chunk_size, parts, report, failed_lines, ranker)
         else:
             n, failed, items = _run_dask(model, partitions, output, filter_expression, chunk_size,
-                                         parts, report, scheduler, failed_lines)
+                                         parts, report, scheduler, failed_lines, ranker)
     finally:
         if bar is not None:
             bar.close()
     return BatchSummary(n, failed, items, time.perf_counter() - t0, output, len(partitions),
                         tuple(failed_lines.found))
+
+
+def _ranker(job: str, num_results: int):
+    """The chunk function of ``job`` (None: the ranking job's default)."""
+    if job == "ranking":
+        return None
+    if job != "recommendations":
+        raise BatchError(f"job must be 'ranking' or 'recommendations', got {job!r}")
+    if isinstance(num_results, bool) or not isinstance(num_results, int) or not 1 <= num_results <= 500:
+        raise BatchError(f"num_results must be an integer from 1 to 500, got {num_results!r}")
+    return partial(_recommend_chunk, num_results=num_results)
 
 
 def _check_output(paths: list, output: str, parts: bool) -> None:

@@ -102,11 +102,12 @@ def _gc_relaxed():
 
 def _rank_stream(campaign, plan, lines: Iterable[bytes], chunk_size: int, write: Callable,
                  on_chunk: Callable | None = None, counter: list | None = None,
-                 failed_at: list | None = None) -> tuple:
+                 failed_at: list | None = None, ranker: Callable | None = None) -> tuple:
     """Rank ``lines`` chunk by chunk, ``write(bytes)`` each chunk's output in order; ``(lines,
     failed, items)``. ``on_chunk(lines, items, nbytes)`` follows each chunk written, ``nbytes``
     being what ``counter[0]`` (bytes read, reset here) counted for the chunk. The first
-    ``FAILED_LINES_SHOWN`` failed lines (from 0) are appended to ``failed_at``.
+    ``FAILED_LINES_SHOWN`` failed lines (from 0) are appended to ``failed_at``. ``ranker(campaign,
+    chunk, plan)`` answers a chunk (None: ``_rank_chunk``, looked up at call time).
     """
     totals = [0, 0, 0]
 
@@ -134,22 +135,23 @@ def _rank_stream(campaign, plan, lines: Iterable[bytes], chunk_size: int, write:
         if _PIPELINE_DEPTH <= 1:
             for chunk in _chunks(lines, chunk_size):
                 _check_stop()
-                finish(len(chunk), read_bytes(), _rank_chunk(campaign, chunk, plan))
+                finish(len(chunk), read_bytes(), (ranker or _rank_chunk)(campaign, chunk, plan))
         else:
             _rank_pipelined(campaign, plan, _chunks(lines, chunk_size), _PIPELINE_DEPTH,
-                            read_bytes, finish)
+                            read_bytes, finish, ranker)
     return tuple(totals)
 
 
 def _rank_pipelined(campaign, plan, chunks: Iterable[list], depth: int, read_bytes: Callable,
-                    finish: Callable) -> None:
+                    finish: Callable, ranker: Callable | None = None) -> None:
     """Rank ``chunks`` ``depth`` at a time on a thread pool, ``finish`` each in order."""
     pending: deque = deque()
+    rank = ranker or _rank_chunk
     pool = ThreadPoolExecutor(depth, thread_name_prefix="rankcore-batch")
     try:
         for chunk in chunks:
             _check_stop()
-            pending.append((len(chunk), read_bytes(), pool.submit(_rank_chunk, campaign, chunk, plan)))
+            pending.append((len(chunk), read_bytes(), pool.submit(rank, campaign, chunk, plan)))
             del chunk  # the pool holds the only reference: freed once ranked
             if len(pending) >= depth:
                 n_lines, nbytes, fut = pending.popleft()
@@ -163,13 +165,15 @@ def _rank_pipelined(campaign, plan, chunks: Iterable[list], depth: int, read_byt
 
 
 def rank_partition(model, partition: Partition, *, filter_expression: str | None = None,
-                   chunk_size: int = DEFAULT_CHUNK_SIZE, part_dir: str | None = None) -> dict:
+                   chunk_size: int = DEFAULT_CHUNK_SIZE, part_dir: str | None = None,
+                   ranker: Callable | None = None) -> dict:
     """Rank one partition (the task both engines run).
 
     With ``part_dir`` the output goes to ``part_dir/part-NNNNN.jsonl`` (temporary name, then
     renamed: a retried task replaces, never duplicates); otherwise it is returned as ``"data"``.
     Returns ``{"index", "lines", "failed", "items", "failed_at", "data"}``, ``failed_at`` being the
-    first few failed lines of the partition (from 0).
+    first few failed lines of the partition (from 0). ``ranker`` answers a chunk (see
+    ``_rank_stream``; picklable for Dask).
     """
     campaign, plan = _serving(model, filter_expression)
     lines = _partition_lines(partition)
@@ -177,14 +181,14 @@ def rank_partition(model, partition: Partition, *, filter_expression: str | None
     if part_dir is None:
         buf: list = []
         n, failed, items = _rank_stream(campaign, plan, lines, chunk_size, buf.append,
-                                        failed_at=failed_at)
+                                        failed_at=failed_at, ranker=ranker)
         data = b"".join(buf)
     else:
         stats: list = []
 
         def fill(f):
             stats.extend(_rank_stream(campaign, plan, lines, chunk_size, f.write,
-                                      failed_at=failed_at))
+                                      failed_at=failed_at, ranker=ranker))
 
         _write_atomically(os.path.join(part_dir, partition.part_name), fill)
         n, failed, items = stats
@@ -195,7 +199,7 @@ def rank_partition(model, partition: Partition, *, filter_expression: str | None
 
 def _run_local(model, partitions: list, output: str, filter_expression: str | None,
                chunk_size: int, parts: bool, report: Callable | None,
-               failed_lines: _FailedLines | None = None) -> tuple:
+               failed_lines: _FailedLines | None = None, ranker: Callable | None = None) -> tuple:
     """Rank ``partitions`` in this process into ``output``: ``(lines, failed, items)``; the first
     failed lines go to ``failed_lines``."""
     campaign, plan = _serving(model, filter_expression)
@@ -205,7 +209,7 @@ def _run_local(model, partitions: list, output: str, filter_expression: str | No
     def stream(part, write):
         failed_at: list = []
         res = _rank_stream(campaign, plan, _partition_lines(part, counter), chunk_size, write,
-                           report, counter, failed_at)
+                           report, counter, failed_at, ranker)
         if failed_lines is not None:
             failed_lines.add(part, res[0], failed_at)
         for k in range(3):

@@ -1,4 +1,4 @@
-"""The ``rankcore`` command line: ``demo``, ``rank``, ``info``, ``serve``, ``batch``, ``train``, ``eval``.
+"""The ``rankcore`` command line: ``demo``, ``rank``, ``recommend``, ``info``, ``serve``, ``batch``, ``train``, ``eval``.
 
 ``main(argv=None) -> int`` is the console-script entry point (``python -m rankcore`` too). Every
 subcommand has ``--help``; ``rankcore`` with no arguments prints the help and exits 2 (nothing was
@@ -6,7 +6,7 @@ done). A bad argument or a bad model gives a one-line ``rankcore: error: ...`` o
 non-zero exit status (2 for usage errors, 1 for everything else), never a traceback. Output into
 a closed pipe (``rankcore info DIR | head -1``) ends the command quietly with status 141, what a
 shell reports for a tool killed by SIGPIPE. One module per group of commands: ``models`` (demo,
-rank, info), ``serving`` (serve, batch), ``training`` (train, eval).
+rank, info), ``recommend``, ``serving`` (serve, batch), ``training`` (train, eval).
 """
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from .args import EXIT_BROKEN_PIPE, PROG, CommandError, positive_int
 from .args import context_arg, filter_values_arg, metadata_arg
 from .index import configure_index_parser
 from .models import VersionAction, cmd_demo, cmd_info, cmd_rank
+from .recommend import configure_recommend_parser
 from .serving import cmd_batch, cmd_serve, configure_serve_parser
 from .training import configure_eval_parser, configure_train_parser
 
@@ -71,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-input-items", type=positive_int, default=None,
                    help="enforce the service's item limit (default: no limit, as in the library)")
     p.set_defaults(func=cmd_rank)
+
+    p = sub.add_parser("recommend", help="catalog items for a user, or related items (GetRecommendations)")
+    configure_recommend_parser(p)
 
     p = sub.add_parser("info", help="describe a model directory",
                        description="Print what a model holds: counts, dimension, dtype, context "

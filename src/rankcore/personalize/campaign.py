@@ -24,6 +24,7 @@ from .data import CampaignData, parse_events
 from .ids import DEFAULT_ACCOUNT, DEFAULT_REGION, campaign_arn, check_name
 from .ids import filter_arn as _filter_arn
 from .ids import new_recommendation_id
+from .recommend import RecommendationResult, recommend
 from .results import RankingResult
 
 __all__ = ["Campaign"]
@@ -220,6 +221,23 @@ class Campaign:
         r = self._rank_fn(u, self._table, krows, backend=self.backend)
         positions = r.positions if pos is None else pos[r.positions]
         return RankingResult(item_ids, positions, r.scores, r.items, unknown, rid, meta)
+
+    def recommend(self, user_id: str | None = None, item_id: str | None = None, k: int = 25, *,
+                  context=None, filter=None, filter_values=None, promotions=None,
+                  metadata_columns=None, engine: str = "auto") -> RecommendationResult:
+        """GetRecommendations: the catalog's best ``k`` items (see docs/personalize.md).
+
+        ``user_id`` alone: user recommendations (cold-start vector for an unknown user, plus
+        ``context``). ``item_id``: related items (the item's embedding as the query, the item
+        itself never returned; an unknown item is ``InvalidInputException``); ``user_id`` is then
+        optional and only the filters' current user. ``filter``/``filter_values`` as in ``rank``,
+        evaluated over the whole catalog before the top-K. ``promotions``: at most one
+        ``{"name", "percentPromotedItems", "filterArn", "filterValues"?}``. ``engine``: "exact",
+        "faiss" or "auto". Implemented in ``personalize.recommend``.
+        """
+        return recommend(self, user_id, item_id, k, context=context, filter=filter,
+                         filter_values=filter_values, promotions=promotions,
+                         metadata_columns=metadata_columns, engine=engine)
 
     def rank_batch(self, requests: Iterable) -> list:
         """Serve many requests with one batched kernel call.

@@ -15,10 +15,14 @@ from ..errors import DEFAULT_OPERATION as _OPERATION
 from ..errors import InvalidInputException, PersonalizeError, ResourceNotFoundException
 from .campaign import Campaign
 from .ids import new_uuid
+from .recommend import RecommendationResult
 from .results import RankingResult
 from .validate import MAX_INPUT_ITEMS, validate_request
+from .validate_recommend import DEFAULT_NUM_RESULTS, validate_recommendations_request
 
 __all__ = ["Client", "ClientExceptions"]
+
+_RECOMMEND = "GetRecommendations"  # operation name in the errors of get_recommendations
 
 
 def _with_client_error(base: type, client_error: type) -> type:
@@ -58,7 +62,8 @@ ClientExceptions = _client_exception_classes()
 
 
 class Client:
-    """In-process stand-in for ``boto3.client("personalize-runtime")`` (GetPersonalizedRanking).
+    """In-process stand-in for ``boto3.client("personalize-runtime")`` (GetPersonalizedRanking and
+    GetRecommendations).
 
     Parameters
     ----------
@@ -126,6 +131,51 @@ class Client:
         from orjson import dumps  # optional dependency (the server extra)
 
         return dumps(self._rank_request(params).to_response()), new_uuid()
+
+    def _recommend_request(self, params: Mapping) -> RecommendationResult:
+        """Validate a GetRecommendations body, find its campaign and recommend (as ``_rank_request``)."""
+        exc = self.exceptions
+        try:
+            validate_recommendations_request(params)
+            arn = params["campaignArn"]
+            campaign = self._campaigns.get(arn)
+            if campaign is None:
+                raise ResourceNotFoundException(f"Resource {arn} does not exist.")
+            get = params.get
+            n = get("numResults")
+            return campaign.recommend(get("userId"), get("itemId"),
+                                      DEFAULT_NUM_RESULTS if n is None else n,
+                                      context=get("context"), filter=get("filterArn"),
+                                      filter_values=get("filterValues"),
+                                      promotions=get("promotions"),
+                                      metadata_columns=get("metadataColumns"))
+        except InvalidInputException as e:
+            raise exc.InvalidInputException(e.message, _RECOMMEND) from None
+        except ResourceNotFoundException as e:
+            raise exc.ResourceNotFoundException(e.message, _RECOMMEND) from None
+
+    def get_recommendations(self, **params) -> dict:
+        """GetRecommendations with boto3's keyword arguments; returns boto3's response dict.
+
+        ``campaignArn`` and ``userId`` (user recommendations) or ``itemId`` (related items; with
+        it ``userId`` is optional and seen by filters only); ``numResults`` (default 25, 1-500,
+        at most 50 with ``metadataColumns``), ``context``, ``filterArn``/``filterValues``,
+        ``promotions`` (at most 1) and ``metadataColumns``. ``recommenderArn`` is refused.
+        """
+        response = self._recommend_request(params).to_response()
+        request_id = new_uuid()
+        response["ResponseMetadata"] = {
+            "RequestId": request_id, "HTTPStatusCode": 200,
+            "HTTPHeaders": {"content-type": "application/json", "x-amzn-requestid": request_id},
+            "RetryAttempts": 0}
+        return response
+
+    def get_recommendations_json(self, params: Mapping) -> tuple:
+        """GetRecommendations straight to the wire: ``(body bytes, request ID)``, as
+        ``get_personalized_ranking_json``. Needs orjson (the ``server`` extra)."""
+        from orjson import dumps  # optional dependency (the server extra)
+
+        return dumps(self._recommend_request(params).to_response()), new_uuid()
 
     def can_paginate(self, operation_name: str) -> bool:
         return False

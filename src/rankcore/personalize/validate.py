@@ -163,20 +163,28 @@ def _constraint_errors(body: Mapping[str, Any], max_input_items: int | None, lon
                                          "have length less than or equal to 256"))
     errors += _string_map_errors(body.get("context"), "context", 150, 150, _CONTEXT_KEY_RE)
     errors += _string_map_errors(body.get("filterValues"), "filterValues", 25, 50, _FILTER_KEY_RE)
-    if meta is not None:
-        if len(meta) > 1:
-            errors.append(_violation(len(meta), "metadataColumns", "have length less than or equal to 1"))
-        for k, cols in meta.items():
-            if k != "ITEMS":
-                errors.append(_violation(k, "metadataColumns.key",
-                                         "be ITEMS (the only dataset with returnable columns)"))
-            if len(cols) > 10:
-                errors.append(_violation(len(cols), f"metadataColumns.{k}",
-                                         "have length less than or equal to 10"))
-            for c in cols:
-                if len(c) > 150:
-                    errors.append(_violation(c, f"metadataColumns.{k}.member",
-                                             "have length less than or equal to 150"))
+    errors += _metadata_errors(meta)
+    return errors
+
+
+def _metadata_errors(meta) -> list:
+    """The limits of ``metadataColumns`` (one key, ITEMS, at most 10 names of 150 characters)."""
+    if meta is None:
+        return []
+    errors = []
+    if len(meta) > 1:
+        errors.append(_violation(len(meta), "metadataColumns", "have length less than or equal to 1"))
+    for k, cols in meta.items():
+        if k != "ITEMS":
+            errors.append(_violation(k, "metadataColumns.key",
+                                     "be ITEMS (the only dataset with returnable columns)"))
+        if len(cols) > 10:
+            errors.append(_violation(len(cols), f"metadataColumns.{k}",
+                                     "have length less than or equal to 10"))
+        for c in cols:
+            if len(c) > 150:
+                errors.append(_violation(c, f"metadataColumns.{k}.member",
+                                         "have length less than or equal to 150"))
     return errors
 
 
@@ -196,3 +204,4 @@ def _string_map_errors(m, field: str, max_entries: int, max_key: int, key_re) ->
         if len(v) > 1000:
             errors.append(_violation("***", f"{field}.{k}.value", "have length less than or equal to 1000"))
     return errors
+

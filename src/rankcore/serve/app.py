@@ -1,8 +1,8 @@
 """The Starlette application of ``rankcore serve`` (the wire contract: see docs/personalize.md).
 
 Routes: ``POST /personalize-ranking`` (GetPersonalizedRanking, through
-``Client.get_personalized_ranking_json``), ``POST /recommendations`` (answered
-``InvalidInputException``: not served), ``GET /ping`` and ``GET /metrics``; anything else is 404
+``Client.get_personalized_ranking_json``), ``POST /recommendations`` (GetRecommendations, through
+``Client.get_recommendations_json``, by Starlette's router), ``GET /ping`` and ``GET /metrics``; anything else is 404
 ``UnknownOperationException``. Errors are ``{"__type": NAME, "message": ...}`` with header
 ``x-amzn-ErrorType``; every response carries ``x-amzn-RequestId``; a wrong method or a trailing
 slash is 404 too (no redirect). Messages are cut to ``MAX_MESSAGE`` characters, so a huge bad
@@ -209,8 +209,10 @@ def create_app(registry: CampaignRegistry, *, verifier: SigV4Verifier | None = N
         return client.get_personalized_ranking_json(params)  # (body bytes, request ID)
 
     def get_recommendations(params):
-        raise InvalidInputException("GetRecommendations is not available on this server (catalog-wide "
-                                    "recommendations are not implemented); use GetPersonalizedRanking")
+        client = registry.client  # read once, as for ranking
+        if not isinstance(params, dict):
+            raise InvalidInputException("Request body must be a JSON object")
+        return client.get_recommendations_json(params)  # (body bytes, request ID)
 
     async def ping(request: Request) -> Response:
         body = orjson.dumps({"status": "ok", "campaigns": sorted(registry.campaign_arns.values())})
@@ -236,7 +238,8 @@ def create_app(registry: CampaignRegistry, *, verifier: SigV4Verifier | None = N
     routes = [
         Route("/personalize-ranking", ranking, methods=["POST"]),
         Route("/recommendations", _Operation("GetRecommendations", get_recommendations, metrics,
-                                             verifier, max_body_bytes=max_body_bytes), methods=["POST"]),
+                                             verifier, timed=True, max_body_bytes=max_body_bytes),
+              methods=["POST"]),
         Route("/ping", ping, methods=["GET", "HEAD"]),
         Route("/metrics", metrics_route, methods=["GET"]),
     ]
