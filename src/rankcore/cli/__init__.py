@@ -1,4 +1,4 @@
-"""The ``rankcore`` command line: ``demo``, ``rank``, ``info``, ``serve``, ``batch``, ``train``, ``eval``.
+"""The ``rankcore`` command line: ``demo``, ``rank``, ``info``, ``serve``, ``batch``, ``train``, ``eval``, ``events``.
 
 ``main(argv=None) -> int`` is the console-script entry point (``python -m rankcore`` too). Every
 subcommand has ``--help``; ``rankcore`` with no arguments prints the help and exits 2 (nothing was
@@ -6,7 +6,7 @@ done). A bad argument or a bad model gives a one-line ``rankcore: error: ...`` o
 non-zero exit status (2 for usage errors, 1 for everything else), never a traceback. Output into
 a closed pipe (``rankcore info DIR | head -1``) ends the command quietly with status 141, what a
 shell reports for a tool killed by SIGPIPE. One module per group of commands: ``models`` (demo,
-rank, info), ``serving`` (serve, batch), ``training`` (train, eval).
+rank, info), ``serving`` (serve, batch), ``training`` (train, eval), ``events`` (events export).
 """
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from typing import Sequence
 
 from .args import EXIT_BROKEN_PIPE, PROG, CommandError, positive_int
 from .args import context_arg, filter_values_arg, metadata_arg
+from .events import configure_events_parser
 from .models import VersionAction, cmd_demo, cmd_info, cmd_rank
 from .serving import cmd_batch, cmd_serve, configure_serve_parser
 from .training import configure_eval_parser, configure_train_parser
@@ -95,6 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
                                    "each one's interactions, rank the whole catalog and score the "
                                    "newest 10%%, beside a popularity baseline.")
     configure_eval_parser(p)
+
+    p = sub.add_parser("events", help="event store tools ('rankcore events export')",
+                       description="Work with the event store of 'rankcore serve --event-store'.")
+    configure_events_parser(p)
 
     sub.add_parser("batch", help="batch inference over JSON Lines (see 'rankcore batch --help')",
                    add_help=False)

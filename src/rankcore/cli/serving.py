@@ -75,6 +75,12 @@ def configure_serve_parser(p: argparse.ArgumentParser) -> None:
                         "lowered to the open-file limit)")
     p.add_argument("--allow-unsigned-payload", action="store_true", default=None,
                    help="with --auth sigv4: accept UNSIGNED-PAYLOAD (the body is then not signed)")
+    p.add_argument("--event-store", default=None, metavar="PATH",
+                   help="SQLite file holding PutEvents, PutItems and PutUsers (created if missing; "
+                        "default: events are kept in memory and lost on restart)")
+    p.add_argument("--tracking-id", action="append", default=[], metavar="CAMPAIGN=ID",
+                   help="PutEvents tracking ID of CAMPAIGN (repeatable; default: a UUID derived "
+                        "from the campaign ARN, printed at start-up)")
     p.add_argument("--backend", default=None, help="kernel backend (cpp, numba, numpy; default: best)")
     p.add_argument("--log-level", default=None, choices=("critical", "error", "warning", "info", "debug"),
                    help="log level (default warning)")

@@ -1,0 +1,64 @@
+"""The personalize-events operations of ``rankcore serve``: PutEvents, PutItems, PutUsers.
+
+``event_operations(feed)`` gives ``(path, operation name, handler)`` for ``POST /events``,
+``POST /items`` and ``POST /users``; ``create_app`` serves them as it serves the runtime's
+operations (same error shapes, SigV4 with signing name ``personalize``). A handler runs the put
+in a worker thread (the store's commit waits for the disk) and answers 200 with an empty body
+once the store holds the request. ``open_feed`` builds the process's ``EventFeed`` from the
+settings. The contract is in docs/personalize.md.
+"""
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+from ..errors import InvalidInputException
+from ..personalize.event_store import EventStore
+from ..personalize.events import EventFeed
+
+__all__ = ["event_operations", "open_feed", "parse_tracking_id"]
+
+
+def parse_tracking_id(text: str) -> tuple:
+    """``CAMPAIGN=ID`` -> ``(campaign, id)``."""
+    name, sep, tid = text.partition("=")
+    if not sep or not name or not tid:
+        raise ValueError(f"--tracking-id must look like CAMPAIGN=ID, got {text!r}")
+    return name, tid
+
+
+def open_feed(settings: dict) -> EventFeed:
+    """The process's feed: the ``event_store`` file of the settings, or memory without one."""
+    path = settings.get("event_store")
+    return EventFeed(EventStore(path) if path else None)
+
+
+def _request(params, *keys) -> list:
+    if not isinstance(params, dict):
+        raise InvalidInputException("Request body must be a JSON object")
+    return [params.get(k) for k in keys]
+
+
+def event_operations(feed: EventFeed) -> list:
+    """``[(path, operation name, async handler)]`` of the three puts."""
+
+    def put_events(params):
+        tracking_id, user_id, session_id, events = _request(params, "trackingId", "userId", "sessionId",
+                                                            "eventList")
+        feed.put_events(tracking_id, user_id, session_id, events)
+
+    def put_items(params):
+        feed.put_items(*_request(params, "datasetArn", "items"))
+
+    def put_users(params):
+        feed.put_users(*_request(params, "datasetArn", "users"))
+
+    def offloaded(put):
+        async def handler(params):
+            await asyncio.get_running_loop().run_in_executor(None, put, params)
+            return b"", str(uuid.uuid4())
+        return handler
+
+    return [("/events", "PutEvents", offloaded(put_events)),
+            ("/items", "PutItems", offloaded(put_items)),
+            ("/users", "PutUsers", offloaded(put_users))]
