@@ -238,6 +238,18 @@ def _rank(url, user, items=CANDIDATES, flt=None, **extra) -> list:
     return [e["itemId"] for e in r.json()["personalizedRanking"]]
 
 
+def eventually(check, timeout: float = 20.0):
+    """Poll ``check()`` until it returns a true value (the server applies events within its poll
+    interval, a fraction of a second; the timeout only bounds a broken server)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        assert time.monotonic() < deadline, "the effect never showed"
+        time.sleep(0.05)
+
+
 @pytest.fixture(scope="module")
 def server(model_dir, tmp_path_factory):
     store = tmp_path_factory.mktemp("events") / "events.db"
@@ -268,19 +280,18 @@ def test_boto3_three_calls_take_effect(server, events_client, model):
         {"eventType": "click", "itemId": str(i), "sentAt": datetime.datetime.now(datetime.timezone.utc)}
         for i in horror])
     assert r["ResponseMetadata"]["HTTPStatusCode"] == 200 and set(r) == {"ResponseMetadata"}
-    after = genre_ndcg(model, _rank(server.url, "boto-session"), "Horror")
-    assert after > before + 0.1
+    eventually(lambda: genre_ndcg(model, _rank(server.url, "boto-session"), "Horror") > before + 0.1)
     assert not set(map(str, horror)) & set(_rank(server.url, "boto-session", map(str, horror), "seen"))
 
     plain = next(str(i) for i in range(model.n_items)
                  if "Horror" not in model.item_columns["GENRE"].values_of(i))
     events_client.put_items(datasetArn=ITEMS_ARN, items=[
         {"itemId": plain, "properties": json.dumps({"genre": "Horror"})}])
-    assert _rank(server.url, "1", [plain], "horror") == [plain]
+    eventually(lambda: _rank(server.url, "1", [plain], "horror") == [plain])
 
     events_client.put_users(datasetArn=USERS_ARN, users=[
         {"userId": "boto-user", "properties": json.dumps({"age": 50})}])
-    assert len(_rank(server.url, "boto-user", flt="adult")) < len(CANDIDATES)
+    eventually(lambda: len(_rank(server.url, "boto-user", flt="adult")) < len(CANDIDATES))
 
 
 def test_boto3_errors_and_nothing_stored(server, events_client):
@@ -327,15 +338,15 @@ def test_aws_cli_three_calls(server, tmp_path):
     r = _aws(server.url, tmp_path, "put-events", "--tracking-id", TRACKING, "--user-id", "cli-user",
              "--session-id", "cli-session", "--event-list", events)
     assert r.returncode == 0, r.stderr
-    assert "3" not in _rank(server.url, "cli-user", ["3", "4"], "seen")
+    eventually(lambda: "3" not in _rank(server.url, "cli-user", ["3", "4"], "seen"))
     r = _aws(server.url, tmp_path, "put-items", "--dataset-arn", ITEMS_ARN, "--items",
              json.dumps([{"itemId": "4", "properties": json.dumps({"genre": "Horror"})}]))
     assert r.returncode == 0, r.stderr
-    assert _rank(server.url, "1", ["4"], "horror") == ["4"]
+    eventually(lambda: _rank(server.url, "1", ["4"], "horror") == ["4"])
     r = _aws(server.url, tmp_path, "put-users", "--dataset-arn", USERS_ARN, "--users",
              json.dumps([{"userId": "cli-user", "properties": json.dumps({"age": 60})}]))
     assert r.returncode == 0, r.stderr
-    assert "4" not in _rank(server.url, "cli-user", ["4", "5"], "adult")
+    eventually(lambda: "4" not in _rank(server.url, "cli-user", ["4", "5"], "adult"))
     r = _aws(server.url, tmp_path, "put-events", "--tracking-id", "unknown", "--session-id", "s",
              "--event-list", events)
     assert r.returncode != 0 and "ResourceNotFoundException" in r.stderr
@@ -357,7 +368,7 @@ def test_no_accepted_event_is_lost_on_sigkill(model_dir, tmp_path):
         assert s.counts()["events"] == 10 * n_calls
         assert {r.event_id for r in s.replay()} == {f"{c}-{k}" for c in range(n_calls) for k in range(10)}
     with serve(*_server_args(model_dir, store)) as proc:  # a restart replays the store
-        kept = _rank(proc.url, "durable", CANDIDATES[:100], "seen")
+        kept = _rank(proc.url, "durable", CANDIDATES[:100], "seen")  # replayed before serving
         assert sorted(kept, key=int) == CANDIDATES[10 * n_calls:100]
 
 

@@ -131,33 +131,53 @@ class EventFeed:
         return self._campaigns[target[0]]
 
     # ----------------------------------------------------------------- writing
-    def put_events(self, tracking_id, user_id, session_id, events) -> None:
-        """PutEvents: check, store durably, apply. ``InvalidInputException`` or
-        ``ResourceNotFoundException`` (unknown tracking ID) before anything is stored."""
+    # The puts check the request (``check_*``), then ``write`` stores it; the server checks on its
+    # event loop and writes in a thread, the Python API does both at once (``put_*``).
+    def check_events(self, tracking_id, user_id, session_id, events) -> tuple:
+        """PutEvents' arguments checked: ``InvalidInputException`` or ``ResourceNotFoundException``
+        (unknown tracking ID). Returns the arguments of ``store.put_events``."""
         events = check_put_events(tracking_id, user_id, session_id, events)
         self._campaign_for_tracking(tracking_id)
-        self._write(self.store.put_events, tracking_id, user_id, session_id, events)
+        return tracking_id, user_id, session_id, events
+
+    def check_items(self, dataset_arn, items) -> tuple:
+        items = check_put_items(dataset_arn, items)
+        self._campaign_for_dataset(dataset_arn, "ITEMS").live.check_items(items)
+        return dataset_arn, items
+
+    def check_users(self, dataset_arn, users) -> tuple:
+        users = check_put_users(dataset_arn, users)
+        self._campaign_for_dataset(dataset_arn, "USERS").live.check_users(users)
+        return dataset_arn, users
+
+    def put_events(self, tracking_id, user_id, session_id, events) -> None:
+        """PutEvents: check, store durably, apply (nothing is stored when a check fails)."""
+        self.write("events", self.check_events(tracking_id, user_id, session_id, events))
 
     def put_items(self, dataset_arn, items) -> None:
         """PutItems to a campaign's Items dataset ARN."""
-        items = check_put_items(dataset_arn, items)
-        self._campaign_for_dataset(dataset_arn, "ITEMS").live.check_items(items)
-        self._write(self.store.put_items, dataset_arn, items)
+        self.write("items", self.check_items(dataset_arn, items))
 
     def put_users(self, dataset_arn, users) -> None:
         """PutUsers to a campaign's Users dataset ARN."""
-        users = check_put_users(dataset_arn, users)
-        self._campaign_for_dataset(dataset_arn, "USERS").live.check_users(users)
-        self._write(self.store.put_users, dataset_arn, users)
+        self.write("users", self.check_users(dataset_arn, users))
 
-    def _write(self, put, *args) -> None:
+    def write(self, kind: str, checked: tuple, apply: bool = True) -> None:
+        """Store ``checked`` (what ``check_<kind>`` returned); returns once it is committed.
+
+        ``apply``: apply it (and whatever else is new) before returning; otherwise the background
+        thread does within ``poll_interval`` (the server's choice: a put then waits only for the
+        disk, and the effects of many puts are applied together)."""
+        put = {"events": self.store.put_events, "items": self.store.put_items,
+               "users": self.store.put_users}[kind]
         try:
-            put(*args)
+            put(*checked)
         except EventStoreError:  # the store failed: not the caller's input
             raise
         except (TypeError, ValueError) as exc:
             raise InvalidInputException(str(exc)) from None
-        self.catch_up()
+        if apply:
+            self.catch_up()
 
     # ----------------------------------------------------------------- applying
     def catch_up(self) -> int:

@@ -98,8 +98,8 @@ class LiveState:
         if users_changed:
             data.user_columns = self.users.columns()
             data.extra_user_rows = self.users.extra
-        for key in dirty:
-            self._update_vector(key)
+        if dirty:
+            self._update_vectors(dirty)
 
     def _event(self, r, interactions: dict, dirty: set) -> None:
         row = int(self.campaign._lookup([r.item_id])[0]) if r.item_id is not None else None
@@ -165,34 +165,49 @@ class LiveState:
         """float32 (dim,) to add to ``key``'s vector, or None when its events move nothing."""
         return self.deltas.get(key)
 
-    def _update_vector(self, key: str) -> None:
-        held = self.recent.get(key)
-        known = [(row, weight) for _, row, weight, _, _ in (held or ()) if row >= 0]
-        if not known:
-            self.deltas.pop(key, None)
+    def _update_vectors(self, keys) -> None:
+        """Recompute the deltas of ``keys``: one batched ALS solve for all of them."""
+        indptr, indices, conf, counts, solved = [0], [], [], [], []
+        for key in keys:
+            per_item: dict = {}
+            for _, row, weight, _, _ in self.recent.get(key, ()):
+                if row >= 0:
+                    per_item[row] = per_item.get(row, 0.0) + weight
+            if not per_item:
+                self.deltas.pop(key, None)
+                continue
+            solved.append(key)
+            indices.extend(per_item)
+            conf.extend(per_item.values())
+            indptr.append(len(indices))
+            counts.append(sum(1 for e in self.recent[key] if e[1] >= 0))
+        if not solved:
             return
         model = self.model
-        rows = np.array([k[0] for k in known], dtype=np.int64)
-        weights = np.array([k[1] for k in known])
-        items, inverse = np.unique(rows, return_inverse=True)
         training = model.training
         alpha = float(training.get("alpha") or 1.0)
         reg = float(training.get("regularization") or DEFAULT_REGULARIZATION)
-        conf = np.bincount(inverse, weights=weights) * alpha
         vectors = model.item_table.data[:, :model.dim]
         if self._gram is None:
             self._gram = item_gram(vectors)
-        f = solve_users(vectors, self._gram, reg, np.array([0, len(items)]), items, conf)[0]
-        u = np.asarray(model.user_vector(key), dtype=np.float64)
-        norm = float(np.linalg.norm(f))
-        if not np.isfinite(norm) or norm == 0.0:
-            self.deltas.pop(key, None)
-            return
-        ref = float(np.linalg.norm(u)) if model.user_row(key) >= 0 else 0.0
-        f *= (ref or self._reference_norm()) / norm
-        n = len(known)
-        w = min(MAX_BLEND, n / (n + BLEND_EVENTS))
-        self.deltas[key] = (w * (f - u)).astype(np.float32)
+        f = solve_users(vectors, self._gram, reg, np.array(indptr), np.array(indices, dtype=np.int64),
+                        np.array(conf) * alpha)
+        rows = model.user_index.lookup(solved)
+        u = np.where((rows >= 0)[:, None], np.asarray(model.user_embeddings)[np.maximum(rows, 0)],
+                     np.asarray(model.cold_start)[None, :]).astype(np.float64)
+        norm = np.linalg.norm(f, axis=1)
+        ref = np.where(rows >= 0, np.linalg.norm(u, axis=1), 0.0)
+        ref[ref == 0] = self._reference_norm()
+        n = np.array(counts, dtype=np.float64)
+        w = np.minimum(MAX_BLEND, n / (n + BLEND_EVENTS))
+        ok = np.isfinite(norm) & (norm > 0)
+        scale = np.where(ok, ref / np.where(ok, norm, 1.0), 0.0)
+        deltas = (w[:, None] * (f * scale[:, None] - u)).astype(np.float32)
+        for i, key in enumerate(solved):
+            if ok[i]:
+                self.deltas[key] = deltas[i]
+            else:
+                self.deltas.pop(key, None)
 
     def _reference_norm(self) -> float:
         """The mean norm of the trained user vectors (the cold-start vector's without users; 1 if 0)."""

@@ -2,9 +2,10 @@
 
 ``event_operations(feed)`` gives ``(path, operation name, handler)`` for ``POST /events``,
 ``POST /items`` and ``POST /users``; ``create_app`` serves them as it serves the runtime's
-operations (same error shapes, SigV4 with signing name ``personalize``). A handler runs the put
-in a worker thread (the store's commit waits for the disk) and answers 200 with an empty body
-once the store holds the request. ``open_feed`` builds the process's ``EventFeed`` from the
+operations (same error shapes, SigV4 with signing name ``personalize``). A handler checks the
+request on the event loop, writes it from a worker thread (the store's commit waits for the
+disk) and answers 200 with an empty body once the store holds it; the feed's background thread
+applies it (with the other workers' writes) within its poll interval. ``open_feed`` builds the process's ``EventFeed`` from the
 settings. The contract is in docs/personalize.md.
 """
 from __future__ import annotations
@@ -42,23 +43,14 @@ def _request(params, *keys) -> list:
 def event_operations(feed: EventFeed) -> list:
     """``[(path, operation name, async handler)]`` of the three puts."""
 
-    def put_events(params):
-        tracking_id, user_id, session_id, events = _request(params, "trackingId", "userId", "sessionId",
-                                                            "eventList")
-        feed.put_events(tracking_id, user_id, session_id, events)
-
-    def put_items(params):
-        feed.put_items(*_request(params, "datasetArn", "items"))
-
-    def put_users(params):
-        feed.put_users(*_request(params, "datasetArn", "users"))
-
-    def offloaded(put):
+    def operation(kind: str, check, *keys):
         async def handler(params):
-            await asyncio.get_running_loop().run_in_executor(None, put, params)
+            checked = check(*_request(params, *keys))  # on the event loop: cheap, no thread hop
+            await asyncio.get_running_loop().run_in_executor(None, feed.write, kind, checked, False)
             return b"", str(uuid.uuid4())
         return handler
 
-    return [("/events", "PutEvents", offloaded(put_events)),
-            ("/items", "PutItems", offloaded(put_items)),
-            ("/users", "PutUsers", offloaded(put_users))]
+    return [("/events", "PutEvents", operation("events", feed.check_events, "trackingId", "userId",
+                                               "sessionId", "eventList")),
+            ("/items", "PutItems", operation("items", feed.check_items, "datasetArn", "items")),
+            ("/users", "PutUsers", operation("users", feed.check_users, "datasetArn", "users"))]
