@@ -14,7 +14,6 @@ import contextlib
 import datetime
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -405,3 +404,29 @@ def test_export_feeds_train(model, tmp_path):
     trained = load_model(tmp_path / "m")
     assert trained.n_users == 40 and trained.n_items <= 200
     assert cli_main(["events", "export", "--store", str(tmp_path / "none.db"), "--out", str(out)]) == 1
+
+
+def test_sigv4_for_the_events_service(model_dir, tmp_path):
+    boto3 = pytest.importorskip("boto3")
+    from botocore.config import Config
+    from botocore.exceptions import ClientError
+
+    creds = tmp_path / "creds.json"
+    creds.write_text(json.dumps({"AKIDRIGHT": "right-secret"}))
+    with serve(*_server_args(model_dir, tmp_path / "events.db"), "--auth", "sigv4",
+               "--credentials", str(creds)) as proc:
+        def client(secret):
+            return boto3.client("personalize-events", endpoint_url=proc.url, region_name=REGION,
+                                aws_access_key_id="AKIDRIGHT", aws_secret_access_key=secret,
+                                config=Config(retries={"max_attempts": 1}))
+
+        request = dict(trackingId=TRACKING, sessionId="signed", eventList=clicks([1]))
+        assert client("right-secret").put_events(**request)["ResponseMetadata"]["HTTPStatusCode"] == 200
+        with pytest.raises(ClientError) as e:
+            client("wrong-secret").put_events(**request)
+        assert e.value.response["Error"]["Code"] == "InvalidSignatureException"
+        r = httpx.post(proc.url + "/events", json={"trackingId": TRACKING, "sessionId": "s",
+                                                   "eventList": clicks([1])})
+        assert r.status_code == 403
+    with EventStore(tmp_path / "events.db") as store:
+        assert store.counts()["events"] == 1
