@@ -1,4 +1,5 @@
-"""The ``rankcore`` command line: ``demo``, ``rank``, ``recommend``, ``info``, ``serve``, ``batch``, ``train``, ``eval``.
+"""The ``rankcore`` command line: ``demo``, ``rank``, ``recommend``, ``info``, ``serve``, ``batch``,
+``train``, ``eval``, ``index``, ``events``.
 
 ``main(argv=None) -> int`` is the console-script entry point (``python -m rankcore`` too). Every
 subcommand has ``--help``; ``rankcore`` with no arguments prints the help and exits 2 (nothing was
@@ -6,7 +7,8 @@ done). A bad argument or a bad model gives a one-line ``rankcore: error: ...`` o
 non-zero exit status (2 for usage errors, 1 for everything else), never a traceback. Output into
 a closed pipe (``rankcore info DIR | head -1``) ends the command quietly with status 141, what a
 shell reports for a tool killed by SIGPIPE. One module per group of commands: ``models`` (demo,
-rank, info), ``recommend``, ``serving`` (serve, batch), ``training`` (train, eval).
+rank, info), ``recommend``, ``serving`` (serve, batch), ``training`` (train, eval), ``index``,
+``events`` (events export).
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from typing import Sequence
 
 from .args import EXIT_BROKEN_PIPE, PROG, CommandError, positive_int
 from .args import context_arg, filter_values_arg, metadata_arg
+from .events import configure_events_parser
 from .index import configure_index_parser
 from .models import VersionAction, cmd_demo, cmd_info, cmd_rank
 from .recommend import configure_recommend_parser
@@ -106,6 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "model's item vectors (bias included) and store it beside the "
                                    "model (ann.<kind>.faissindex and ann.json).")
     configure_index_parser(p)
+    p = sub.add_parser("events", help="event store tools ('rankcore events export')",
+                       description="Work with the event store of 'rankcore serve --event-store'.")
+    configure_events_parser(p)
 
     sub.add_parser("batch", help="batch inference over JSON Lines (see 'rankcore batch --help')",
                    add_help=False)

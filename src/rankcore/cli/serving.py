@@ -81,6 +81,12 @@ def configure_serve_parser(p: argparse.ArgumentParser) -> None:
                               "sigv4 unless given, since the page cannot sign requests)")
     console.add_argument("--no-console", dest="console", action="store_const", const=False,
                          help="do not serve the test page GET /console")
+    p.add_argument("--event-store", default=None, metavar="PATH",
+                   help="SQLite file holding PutEvents, PutItems and PutUsers (created if missing; "
+                        "default: events are kept in memory and lost on restart)")
+    p.add_argument("--tracking-id", action="append", default=[], metavar="CAMPAIGN=ID",
+                   help="PutEvents tracking ID of CAMPAIGN (repeatable; default: a UUID derived "
+                        "from the campaign ARN, printed at start-up)")
     p.add_argument("--backend", default=None, help="kernel backend (cpp, numba, numpy; default: best)")
     p.add_argument("--log-level", default=None, choices=("critical", "error", "warning", "info", "debug"),
                    help="log level (default warning)")

@@ -20,10 +20,12 @@ from ..errors import InvalidInputException, ResourceNotFoundException
 from ..filters import compile_filter
 from .arguments import id_list, metadata_spec, parse_request, refuse_bare_string
 from .candidates import apply_filter, dedupe, dedupe_many
-from .data import CampaignData, parse_events
+from .data import CampaignData
+from .events import EventFeed, dataset_arn
 from .ids import DEFAULT_ACCOUNT, DEFAULT_REGION, campaign_arn, check_name
 from .ids import filter_arn as _filter_arn
 from .ids import new_recommendation_id
+from .live import LiveState
 from .recommend import RecommendationResult, recommend
 from .results import RankingResult
 
@@ -48,6 +50,11 @@ class Campaign:
         (defaults ``us-east-1`` and ``000000000000``).
     backend : str, optional
         Kernel backend passed to ``rankcore.rank``/``rank_batch``.
+    event_store : EventStore, optional
+        Where ``put_events``, ``put_items`` and ``put_users`` are written (durably) before they
+        take effect; default: kept in memory. See ``event_store``.
+    tracking_id : str, optional
+        The PutEvents tracking ID of this campaign (default: a UUID derived from its ARN).
 
     Attributes
     ----------
@@ -59,7 +66,8 @@ class Campaign:
     """
 
     def __init__(self, model, name: str = "rankcore", *, region: str = DEFAULT_REGION,
-                 account: str = DEFAULT_ACCOUNT, backend: str | None = None):
+                 account: str = DEFAULT_ACCOUNT, backend: str | None = None, event_store=None,
+                 tracking_id: str | None = None):
         self.model = model
         self.name = check_name(name, "campaign name")
         self.arn = campaign_arn(name, region, account)
@@ -76,6 +84,12 @@ class Campaign:
         self._users = np.asarray(model.user_embeddings)  # plain ndarray for rank_many's gather
         self._cold = np.asarray(model.cold_start)
         self._item_columns = model.item_columns
+        self.live = LiveState(self)  # what recorded events, items and users change
+        self._deltas = self.live.deltas
+        self.tracking_id = tracking_id
+        self._feed = None
+        if event_store is not None:
+            EventFeed(event_store).attach(self, tracking_id)
 
     def __repr__(self) -> str:
         return f"Campaign(arn={self.arn!r}, model={self.model!r})"
@@ -90,8 +104,10 @@ class Campaign:
         """
         if not isinstance(user_id, str):
             raise TypeError(f"user_id must be str, got {type(user_id).__name__}")
+        delta = self._deltas.get(user_id)  # recent events move the vector (see live.LiveState)
         if not context:
-            return self.model.user_vector(user_id)
+            u = self.model.user_vector(user_id)
+            return u if delta is None else u + delta
         if not isinstance(context, Mapping):
             raise InvalidInputException("context must be a mapping of field to value")
         for field, value in context.items():
@@ -100,9 +116,10 @@ class Campaign:
             if not isinstance(value, str):
                 raise InvalidInputException(f"context value for {field!r} must be a string")
         try:
-            return self.model.user_vector(user_id, context)
+            u = self.model.user_vector(user_id, context)
         except KeyError as exc:  # Model.user_vector: a field the model lacks
             raise self._unknown_context_field(exc.args[0]) from None
+        return u if delta is None else u + delta
 
     def _unknown_context_field(self, field) -> InvalidInputException:
         known = ", ".join(self.model.context) or "none"
@@ -166,23 +183,73 @@ class Campaign:
             del filters[filter_arn]
             self.filters = filters
 
-    def put_events(self, user_id: str, events: Sequence[Mapping]) -> None:
-        """Record interactions (Personalize's PutEvents) so interaction filters see them next call.
+    # long: the docstrings of the three Personalize calls of the events API
+    def put_events(self, user_id: str | None, events: Sequence[Mapping], *,
+                   session_id: str | None = None) -> None:
+        """Record events (Personalize's PutEvents): filters, metadata and scores see them next call.
 
         Parameters
         ----------
-        user_id : str
+        user_id : str or None
+            None for an anonymous session (then ``session_id`` is required; a ranking for the
+            user ID ``session_id`` gets the session's personalization).
         events : list of dict
-            Each with ``itemId`` (str), ``eventType`` (str) and ``sentAt`` (epoch seconds as a
-            number, or a ``datetime``; naive datetimes are taken as UTC). Items the model does
-            not know are recorded but never match a filter (they have no row).
+            1 to 10, each with ``eventType`` (str) and ``sentAt`` (epoch seconds, or a
+            ``datetime``; naive taken as UTC), optionally ``itemId``, ``eventId``,
+            ``eventValue``, ``properties`` (a JSON object string), ``recommendationId``,
+            ``impression``. Items the model does not know are recorded but never match a filter.
+        session_id : str, optional
+            Default ``user_id``. A session first seen anonymous and later with a user ID counts
+            for that user from then on.
 
-        Thread-safe while other threads rank. The whole list is validated before anything is
+        Written to ``event_store`` when one is set (returns once committed), else kept in memory.
+        Thread-safe while other threads rank. The whole request is checked before anything is
         recorded, so a bad event records nothing (``InvalidInputException`` naming it).
         """
-        item_ids, types, stamps = parse_events(user_id, events)
-        rows = self._lookup(item_ids)
-        self.data.record_interactions(user_id, rows.tolist(), types, stamps)
+        self.feed.put_events(self.tracking_id, user_id, session_id if session_id is not None else user_id,
+                             events)
+
+    def put_items(self, items: Sequence[Mapping]) -> None:
+        """Record item metadata (PutItems): 1 to 10 ``{"itemId", "properties": JSON string}``.
+
+        Items filters and ``metadata_columns`` see the new values; an item the model does not
+        know has no embedding and stays unknown to ranking (its metadata is kept by ID only).
+        """
+        self.feed.put_items(self.items_dataset_arn, items)
+
+    def put_users(self, users: Sequence[Mapping]) -> None:
+        """Record user metadata (PutUsers): 1 to 10 ``{"userId", "properties": JSON string}``;
+        ``CurrentUser`` filter conditions see it (also for users the model does not know)."""
+        self.feed.put_users(self.users_dataset_arn, users)
+
+    @property
+    def feed(self) -> EventFeed:
+        """The ``EventFeed`` that writes and applies this campaign's events (in memory by default)."""
+        if self._feed is None:
+            EventFeed().attach(self, self.tracking_id)
+        return self._feed
+
+    @property
+    def event_store(self):
+        """The event store written by the put methods (None: in memory). Setting one replays what
+        it holds into this campaign; events recorded in memory before are not carried over."""
+        return None if self._feed is None or self._feed.in_memory else self._feed.store
+
+    @event_store.setter
+    def event_store(self, store) -> None:
+        if store is None:
+            EventFeed().attach(self, self.tracking_id)
+        else:
+            EventFeed(store).attach(self, self.tracking_id)
+
+    @property
+    def items_dataset_arn(self) -> str:
+        """The dataset ARN PutItems takes for this campaign."""
+        return dataset_arn(self, "ITEMS")
+
+    @property
+    def users_dataset_arn(self) -> str:
+        return dataset_arn(self, "USERS")
 
     # ----------------------------------------------------------------- serving
     def rank(self, user_id: str, item_ids: Sequence[str], *, context: Mapping[str, str] | None = None,
@@ -384,6 +451,12 @@ class Campaign:
         else:
             users[:] = cold
             users[is_known_user] = self._users[urows[is_known_user]]
+        deltas = self._deltas
+        if deltas:  # users and sessions whose recent events moved their vectors
+            for i, uid in enumerate(user_ids):
+                d = deltas.get(uid)
+                if d is not None and not (contexts and contexts[i]):
+                    users[i] += d
         errors: dict = {}
         for i, ctx in enumerate(contexts or ()):
             if ctx:

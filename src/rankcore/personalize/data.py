@@ -77,6 +77,8 @@ class CampaignData:
         self.model = model
         self.item_columns = model.item_columns
         self.user_columns = model.user_columns
+        #: Rows past the model's of users known only from PutUsers (their ``user_columns`` rows).
+        self.extra_user_rows: dict = {}
         self._lock = threading.Lock()
         # user_id -> {event_type: [newest entry, min-heap of entries]}, an entry being
         # (timestamp, sequence, item_row); at most RECENT_INTERACTIONS_PER_TYPE entries a heap,
@@ -88,7 +90,10 @@ class CampaignData:
         self._histories: dict = {}  # user_id -> (model, version, filters.InteractionHistory)
 
     def user_row(self, user_id: str) -> int:
-        return self.model.user_row(user_id)
+        row = self.model.user_row(user_id)
+        if row < 0 and self.extra_user_rows:
+            return self.extra_user_rows.get(user_id, -1)
+        return row
 
     def item_rows(self, item_ids: Sequence[str]) -> np.ndarray:
         return self.model.item_rows(item_ids)

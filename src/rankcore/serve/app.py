@@ -2,7 +2,9 @@
 
 Routes: ``POST /personalize-ranking`` (GetPersonalizedRanking, through
 ``Client.get_personalized_ranking_json``), ``POST /recommendations`` (GetRecommendations, through
-``Client.get_recommendations_json``, by Starlette's router), ``GET /ping`` and ``GET /metrics``; anything else is 404
+``Client.get_recommendations_json``, by Starlette's router), ``POST /events``, ``/items``, ``/users``
+(PutEvents, PutItems, PutUsers; serve/events.py), ``GET /ping``, ``GET /metrics`` and the console
+(``GET /console``); anything else is 404
 ``UnknownOperationException``. Errors are ``{"__type": NAME, "message": ...}`` with header
 ``x-amzn-ErrorType``; every response carries ``x-amzn-RequestId``; a wrong method or a trailing
 slash is 404 too (no redirect). Messages are cut to ``MAX_MESSAGE`` characters, so a huge bad
@@ -15,6 +17,7 @@ POST routes need SigV4, and the signature's headers are checked before the body 
 """
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 import uuid
@@ -29,6 +32,7 @@ from starlette.routing import Route
 
 from ..errors import AuthError, InvalidInputException, PersonalizeError
 from .console import console_routes
+from .events import event_operations
 from .metrics import CONTENT_TYPE, Metrics
 from .registry import CampaignRegistry
 from .sigv4 import SigV4Verifier
@@ -163,7 +167,8 @@ class _Operation:
             params = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
             raise InvalidInputException(f"Request body is not valid JSON: {exc}") from None
-        return self.handler(params)
+        result = self.handler(params)
+        return await result if inspect.isawaitable(result) else result
 
 
 def _header_dict(scope) -> dict:
@@ -245,6 +250,9 @@ def create_app(registry: CampaignRegistry, *, verifier: SigV4Verifier | None = N
     ]
     if console:
         routes += console_routes(registry)
+    if registry.events is not None:  # PutEvents, PutItems, PutUsers (serve/events.py)
+        routes += [Route(path, _Operation(name, handler, metrics, verifier, max_body_bytes=max_body_bytes),
+                         methods=["POST"]) for path, name, handler in event_operations(registry.events)]
     app = _App(ranking, routes=routes,
                exception_handlers={HTTPException: http_error, Exception: server_error})
     app.router.redirect_slashes = False  # a redirect would carry no request ID; 404 instead

@@ -11,6 +11,7 @@ import os
 
 from ..personalize import DEFAULT_ACCOUNT, DEFAULT_REGION
 from .app import DEFAULT_MAX_BODY_BYTES
+from .events import parse_tracking_id
 from .protocol import DEFAULT_LIMITS
 from .registry import DEFAULT_RELOAD_INTERVAL, DEFAULT_RELOAD_TIMEOUT
 
@@ -26,6 +27,7 @@ _SETTINGS = {"host": DEFAULT_HOST, "port": DEFAULT_PORT, "workers": 1, "region":
              "log_level": "warning", "reload_timeout": DEFAULT_RELOAD_TIMEOUT,
              "max_body_bytes": DEFAULT_MAX_BODY_BYTES, "allow_unsigned_payload": False,
              "console": None,
+             "event_store": None,
              **DEFAULT_LIMITS}
 
 
@@ -54,7 +56,7 @@ def _read_config(path: str) -> dict:
             raise ValueError(f"{path}: not valid JSON ({exc})") from None
     if not isinstance(conf, dict):
         raise ValueError(f"{path}: must hold a JSON object")
-    unknown = set(conf) - set(_SETTINGS) - {"campaigns", "filters"}
+    unknown = set(conf) - set(_SETTINGS) - {"campaigns", "filters", "tracking_ids"}
     if unknown:
         raise ValueError(f"{path}: unknown settings {sorted(unknown)}")
     return conf
@@ -79,8 +81,16 @@ def settings_from_args(args) -> dict:
     for camp, _, _ in filters:
         if camp is not None and camp not in campaigns:
             raise ValueError(f"filter for unknown campaign {camp!r}")
+    tracking_ids = dict(conf.get("tracking_ids") or {})
+    for text in getattr(args, "tracking_id", None) or []:
+        name, tid = parse_tracking_id(text)
+        tracking_ids[name] = tid
+    unknown = set(tracking_ids) - set(campaigns)
+    if unknown:
+        raise ValueError(f"tracking ID for unknown campaign(s) {sorted(unknown)}")
     s["campaigns"] = campaigns
     s["filters"] = filters
+    s["tracking_ids"] = tracking_ids
     return s
 
 

@@ -30,6 +30,7 @@ from ..core import backend as _backend
 from ..core import native
 from .app import create_app
 from .config import console_enabled, resolve_workers, settings_from_args
+from .events import open_feed
 from .metrics import Metrics, start_multiprocess_dir
 from .protocol import DEFAULT_LIMITS, GuardedProtocol
 from .registry import CampaignRegistry, CampaignSpec
@@ -50,9 +51,15 @@ def registry_from_settings(s: dict) -> CampaignRegistry:
     for name, path in s["campaigns"].items():
         fl = [(n, e) for c, n, e in s["filters"] if c is None or c == name]
         specs.append(CampaignSpec(name, os.fspath(path), fl))
-    return CampaignRegistry(specs, region=s["region"], account=s["account"],
-                            max_input_items=s["max_input_items"], backend=s["backend"],
-                            reload_timeout=s["reload_timeout"])
+    feed = open_feed(s)
+    try:
+        return CampaignRegistry(specs, region=s["region"], account=s["account"],
+                                max_input_items=s["max_input_items"], backend=s["backend"],
+                                reload_timeout=s["reload_timeout"], events=feed,
+                                tracking_ids=s.get("tracking_ids"))
+    except BaseException:
+        feed.close()
+        raise
 
 
 def app_from_settings(s: dict) -> Starlette:
@@ -66,6 +73,7 @@ def app_from_settings(s: dict) -> Starlette:
                      console=console_enabled(s))
     if not s["no_reload"] or s.get("_sighup"):
         registry.start_watcher(None if s["no_reload"] else s["reload_interval"])
+    registry.events.start()  # applies the other workers' events
     gc.collect()
     gc.freeze()  # start-up objects never need scanning again: cheaper collections per request
     return app
@@ -104,6 +112,7 @@ def serve(s: dict) -> int:
         registry = registry_from_settings(s)  # fail fast, and print the ARNs, in the parent
         sock = _bind(s["host"], s["port"])
         _print_startup(s, registry)
+        registry.events.close()
         del registry
         start_multiprocess_dir()  # before any worker imports prometheus_client
         os.environ[_SETTINGS_ENV] = json.dumps(s)
@@ -177,6 +186,16 @@ def _print_startup(s: dict, registry: CampaignRegistry) -> None:
         print(f"campaign {arn}  ({registry.specs[name].path})")
         for farn in registry.filter_arns.get(name, []):
             print(f"  filter {farn}")
+        campaign = registry.campaigns[name]
+        print(f"  tracking ID {campaign.tracking_id}  (PutEvents)")
+        print(f"  items dataset {campaign.items_dataset_arn}  (PutItems)")
+        print(f"  users dataset {campaign.users_dataset_arn}  (PutUsers)")
+    feed = registry.events
+    if feed.in_memory:
+        shared = "" if s["workers"] == 1 else "; each worker keeps its own, give --event-store to share them"
+        print(f"events kept in memory (lost on restart{shared})")
+    else:
+        print(f"events stored in {feed.store.path}")
     auth = "SigV4" if s["auth"] == "sigv4" else "none"
     reload = "off" if s["no_reload"] else f"every {s['reload_interval']:g} s"
     backend = _kernel(s["backend"])

@@ -83,6 +83,11 @@ class CampaignRegistry:
         ``loader(path) -> Model`` (default ``load_model(path, mmap=False)``).
     reload_timeout : float
         Seconds a reload may take before it is given up (counted as a failure, old model kept).
+    events : EventFeed, optional
+        The feed of PutEvents, PutItems and PutUsers: every campaign built (at start and on
+        reload) is attached to it, which replays the feed's store into it.
+    tracking_ids : dict, optional
+        Campaign name -> tracking ID (default: derived from the campaign ARN).
 
     Notes
     -----
@@ -110,7 +115,8 @@ class CampaignRegistry:
     def __init__(self, specs: Sequence[CampaignSpec], *, region: str = DEFAULT_REGION,
                  account: str = DEFAULT_ACCOUNT, max_input_items: int | None = 500,
                  backend: str | None = None, loader: Callable | None = None,
-                 reload_timeout: float = DEFAULT_RELOAD_TIMEOUT):
+                 reload_timeout: float = DEFAULT_RELOAD_TIMEOUT, events=None,
+                 tracking_ids: dict | None = None):
         names = [s.name for s in specs]
         if not specs:
             raise ValueError("no campaign to serve (give --campaign NAME=DIR)")
@@ -123,6 +129,11 @@ class CampaignRegistry:
         self.backend = backend
         self._loader = loader or _default_loader
         self.reload_timeout = reload_timeout
+        self.events = events
+        self.tracking_ids = dict(tracking_ids or {})
+        unknown = set(self.tracking_ids) - set(names)
+        if unknown:
+            raise ValueError(f"tracking ID for unknown campaign(s) {sorted(unknown)}")
         self._lock = threading.Lock()  # serialises reloads (readers never lock)
         self._stamps: dict = {}   # campaign -> directory stamp of the model served (or last tried)
         self._seen: dict = {}     # campaign -> directory stamp at the previous settled check
@@ -150,6 +161,8 @@ class CampaignRegistry:
                             backend=self.backend)
         for fname, expr in spec.filters:
             campaign.create_filter(fname, expr)
+        if self.events is not None:
+            self.events.attach(campaign, self.tracking_ids.get(spec.name))
         _warm_up(campaign)
         return campaign
 
