@@ -17,11 +17,10 @@ import os
 import sys
 from typing import Sequence
 
-from .args import EXIT_BROKEN_PIPE, PROG, CommandError, positive_int
-from .args import context_arg, filter_values_arg, metadata_arg
+from .args import EXIT_BROKEN_PIPE, PROG, CommandError
 from .events import configure_events_parser
 from .index import configure_index_parser
-from .models import VersionAction, cmd_demo, cmd_info, cmd_rank
+from .models import VersionAction, add_model_commands
 from .recommend import configure_recommend_parser
 from .serving import cmd_batch, cmd_serve, configure_serve_parser
 from .training import configure_eval_parser, configure_train_parser
@@ -38,53 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    p = sub.add_parser("demo", help="write the synthetic demo model to a directory",
-                       description="Write a synthetic model with planted genre preferences, a DEVICE "
-                                   "context, item metadata (GENRE, PRICE, CREATION_TIMESTAMP), user "
-                                   "AGE and interaction histories.")
-    p.add_argument("dir", metavar="DIR", help="directory to write the model into (created if missing)")
-    p.add_argument("--users", type=positive_int, default=1000, help="number of users (default 1000)")
-    p.add_argument("--items", type=positive_int, default=10000, help="number of items (default 10000)")
-    p.add_argument("--dim", type=positive_int, default=64, help="embedding dimension (default 64)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--item-bias", action="store_true", help="add a popularity bias per item")
-    p.add_argument("--force", action="store_true", help="overwrite a model already in DIR")
-    p.set_defaults(func=cmd_demo)
-
-    p = sub.add_parser("rank", help="rank items for a user (GetPersonalizedRanking)",
-                       description="Rank --input-list for --user-id and print the JSON that "
-                                   "'aws personalize-runtime get-personalized-ranking' prints.")
-    p.add_argument("--model", required=True, metavar="DIR", help="model directory")
-    p.add_argument("--user-id", required=True, help="the user to rank for")
-    p.add_argument("--input-list", required=True, nargs="+", metavar="ITEM_ID",
-                   help="the item IDs to rank (unknown IDs come last, as the service puts them)")
-    p.add_argument("--context", type=context_arg, action="append", metavar="KEY=VALUE|JSON",
-                   help="context entries: DEVICE=desktop (repeatable, or comma-separated) or "
-                        "a JSON object as the AWS CLI takes it, '{\"DEVICE\": \"mobile phone\"}'")
-    p.add_argument("--filter-expression", metavar="EXPR",
-                   help='a filter expression, e.g. \'EXCLUDE ItemID WHERE Items.GENRE IN ($G)\'')
-    p.add_argument("--filter-values", type=filter_values_arg, action="append",
-                   metavar="KEY=VALUE|JSON",
-                   help='placeholder values: G=\'"Comedy","Drama"\' (one per flag, repeatable; the '
-                        'value is everything after the first =) or a JSON object, e.g. '
-                        '\'{"G": "\\"Comedy\\""}\'')
-    p.add_argument("--metadata-columns", type=metadata_arg, action="append", metavar="ITEMS=COLS|JSON",
-                   help='item metadata to return: ITEMS=GENRE,PRICE or a JSON object, '
-                        'e.g. \'{"ITEMS": ["GENRE"]}\'')
-    p.add_argument("--campaign-name", default="rankcore", help="name in the campaign ARN (default rankcore)")
-    p.add_argument("--max-input-items", type=positive_int, default=None,
-                   help="enforce the service's item limit (default: no limit, as in the library)")
-    p.set_defaults(func=cmd_rank)
+    add_model_commands(sub)
 
     p = sub.add_parser("recommend", help="catalog items for a user, or related items (GetRecommendations)")
     configure_recommend_parser(p)
-
-    p = sub.add_parser("info", help="describe a model directory",
-                       description="Print what a model holds: counts, dimension, dtype, context "
-                                   "fields, metadata columns and interactions.")
-    p.add_argument("dir", metavar="DIR", help="model directory")
-    p.add_argument("--json", action="store_true", help="print JSON")
-    p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("serve", help="serve campaigns over the Personalize runtime HTTP API",
                        description="Serve GetPersonalizedRanking (POST /personalize-ranking) for "
@@ -109,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "model's item vectors (bias included) and store it beside the "
                                    "model (ann.<kind>.faissindex and ann.json).")
     configure_index_parser(p)
+
     p = sub.add_parser("events", help="event store tools ('rankcore events export')",
                        description="Work with the event store of 'rankcore serve --event-store'.")
     configure_events_parser(p)

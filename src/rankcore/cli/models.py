@@ -9,9 +9,10 @@ from .. import __version__, build_info
 from ..datasets import synthetic
 from ..model import load_model
 from ..personalize import Campaign, Client
-from .args import PROG, CommandError, merge_dicts
+from .args import (PROG, CommandError, context_arg, filter_values_arg, merge_dicts, metadata_arg,
+                   positive_int)
 
-__all__ = ["cmd_demo", "cmd_rank", "cmd_info", "backend_description", "model_info", "VersionAction"]
+__all__ = ["add_model_commands", "cmd_demo", "cmd_rank", "cmd_info", "backend_description", "model_info", "VersionAction"]
 
 
 # --------------------------------------------------------------------------- commands
@@ -122,3 +123,50 @@ def cmd_info(args) -> int:
     print(f"ranking        {backend_description(build)}")
     return 0
 
+
+def add_model_commands(sub) -> None:
+    """Add ``demo``, ``rank`` and ``info`` to the ``rankcore`` subparsers ``sub``."""
+    p = sub.add_parser("demo", help="write the synthetic demo model to a directory",
+                       description="Write a synthetic model with planted genre preferences, a DEVICE "
+                                   "context, item metadata (GENRE, PRICE, CREATION_TIMESTAMP), user "
+                                   "AGE and interaction histories.")
+    p.add_argument("dir", metavar="DIR", help="directory to write the model into (created if missing)")
+    p.add_argument("--users", type=positive_int, default=1000, help="number of users (default 1000)")
+    p.add_argument("--items", type=positive_int, default=10000, help="number of items (default 10000)")
+    p.add_argument("--dim", type=positive_int, default=64, help="embedding dimension (default 64)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--item-bias", action="store_true", help="add a popularity bias per item")
+    p.add_argument("--force", action="store_true", help="overwrite a model already in DIR")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("rank", help="rank items for a user (GetPersonalizedRanking)",
+                       description="Rank --input-list for --user-id and print the JSON that "
+                                   "'aws personalize-runtime get-personalized-ranking' prints.")
+    p.add_argument("--model", required=True, metavar="DIR", help="model directory")
+    p.add_argument("--user-id", required=True, help="the user to rank for")
+    p.add_argument("--input-list", required=True, nargs="+", metavar="ITEM_ID",
+                   help="the item IDs to rank (unknown IDs come last, as the service puts them)")
+    p.add_argument("--context", type=context_arg, action="append", metavar="KEY=VALUE|JSON",
+                   help="context entries: DEVICE=desktop (repeatable, or comma-separated) or "
+                        "a JSON object as the AWS CLI takes it, '{\"DEVICE\": \"mobile phone\"}'")
+    p.add_argument("--filter-expression", metavar="EXPR",
+                   help='a filter expression, e.g. \'EXCLUDE ItemID WHERE Items.GENRE IN ($G)\'')
+    p.add_argument("--filter-values", type=filter_values_arg, action="append",
+                   metavar="KEY=VALUE|JSON",
+                   help='placeholder values: G=\'"Comedy","Drama"\' (one per flag, repeatable; the '
+                        'value is everything after the first =) or a JSON object, e.g. '
+                        '\'{"G": "\\"Comedy\\""}\'')
+    p.add_argument("--metadata-columns", type=metadata_arg, action="append", metavar="ITEMS=COLS|JSON",
+                   help='item metadata to return: ITEMS=GENRE,PRICE or a JSON object, '
+                        'e.g. \'{"ITEMS": ["GENRE"]}\'')
+    p.add_argument("--campaign-name", default="rankcore", help="name in the campaign ARN (default rankcore)")
+    p.add_argument("--max-input-items", type=positive_int, default=None,
+                   help="enforce the service's item limit (default: no limit, as in the library)")
+    p.set_defaults(func=cmd_rank)
+
+    p = sub.add_parser("info", help="describe a model directory",
+                       description="Print what a model holds: counts, dimension, dtype, context "
+                                   "fields, metadata columns and interactions.")
+    p.add_argument("dir", metavar="DIR", help="model directory")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_info)

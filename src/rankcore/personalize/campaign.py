@@ -19,7 +19,7 @@ from ..core import api as _core_api
 from ..errors import InvalidInputException, ResourceNotFoundException
 from ..filters import compile_filter
 from .arguments import id_list, metadata_spec, parse_request, refuse_bare_string
-from .candidates import apply_filter, dedupe, dedupe_many
+from .candidates import apply_filter, dedupe, dedupe_many, without_failed
 from .data import CampaignData
 from .events import EventFeed, dataset_arn
 from .ids import DEFAULT_ACCOUNT, DEFAULT_REGION, campaign_arn, check_name
@@ -421,7 +421,7 @@ class Campaign:
             cpos = self._filter_many(filter, user_ids, filter_values, rows, bounds, keep,
                                      unknown, errors)
         else:
-            cpos = _without_failed(keep, bounds, unknown, errors)
+            cpos = without_failed(keep, bounds, unknown, errors)
         if cpos is None:  # every item known, distinct and kept
             cands, offsets = rows, bounds
         else:
@@ -491,15 +491,3 @@ class Campaign:
         for i in errors:
             unknown.pop(i, None)
         return np.concatenate(parts) if parts else _EMPTY_I64
-
-
-def _without_failed(keep, bounds: np.ndarray, unknown: dict, errors: dict) -> np.ndarray | None:
-    """Flat positions of the kept items outside failed requests (None: all of them); the failed
-    requests' unknown IDs are dropped from ``unknown``."""
-    if errors:
-        if keep is None:
-            keep = np.ones(int(bounds[-1]), dtype=bool)
-        for i in errors:
-            keep[bounds[i]:bounds[i + 1]] = False
-            unknown.pop(i, None)
-    return np.flatnonzero(keep) if keep is not None else None

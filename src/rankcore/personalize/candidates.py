@@ -15,7 +15,7 @@ import numpy as np
 from ..core import native
 from ..errors import InvalidInputException, PersonalizeError
 
-__all__ = ["all_known_distinct", "all_known_distinct_py", "unknown_ids", "first_occurrences",
+__all__ = ["without_failed", "all_known_distinct", "all_known_distinct_py", "unknown_ids", "first_occurrences",
            "dedupe", "dedupe_many", "apply_filter"]
 
 _I64 = np.dtype(np.int64)
@@ -151,3 +151,15 @@ def apply_filter(evaluate, data, user_id, pos, krows: np.ndarray, unknown: list,
     if idx.shape[0] == krows.shape[0]:  # everything kept
         return pos, krows, unknown
     return (idx if pos is None else pos[idx]), krows[idx], unknown
+
+
+def without_failed(keep, bounds: np.ndarray, unknown: dict, errors: dict) -> np.ndarray | None:
+    """Flat positions of the kept items outside failed requests (None: all of them); the failed
+    requests' unknown IDs are dropped from ``unknown``."""
+    if errors:
+        if keep is None:
+            keep = np.ones(int(bounds[-1]), dtype=bool)
+        for i in errors:
+            keep[bounds[i]:bounds[i + 1]] = False
+            unknown.pop(i, None)
+    return np.flatnonzero(keep) if keep is not None else None

@@ -18,7 +18,6 @@ import json
 import logging
 import os
 import resource
-import signal
 import socket
 import sys
 
