@@ -147,6 +147,9 @@ class Model:
         #: How the model was made (JSON-serialisable, saved in the manifest): ``algorithm``,
         #: ``params``, row counts, data checksum, ``logit_scale``, ``regularization``, ``alpha``.
         self.training: dict = dict(training or {})
+        #: The directory :func:`load_model` read this model from (None for a model built in memory):
+        #: where an ANN index saved beside it is found.
+        self.source: str | None = None
 
     # ----------------------------------------------------------------- properties
     @property
@@ -466,6 +469,8 @@ def load_model(path: str | os.PathLike, mmap: bool = True, verify: bool = False)
         raise ModelFormatError(f"{os.path.join(os.fspath(path), MANIFEST)}: unreadable model "
                                f"({type(exc).__name__})") from None
     try:
-        return Model(**parts)
+        model = Model(**parts)
     except ValueError as exc:
         raise ModelFormatError(f"{os.path.join(os.fspath(path), MANIFEST)}: {exc}") from None
+    model.source = os.fspath(path)
+    return model

@@ -12,21 +12,26 @@ the recommendation ID. The contract and its decisions: docs/personalize.md.
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
+import os
+import weakref
 from typing import Mapping, Sequence
 
 import numpy as np
 
-from ..core.topk import topk_batch
-from ..errors import InvalidInputException, PersonalizeError
+from ..core.topk import BatchTopK, topk_batch
+from ..errors import InvalidInputException, ModelFormatError, PersonalizeError
+from ..model.ann import EXACT_BELOW, SIDECAR, AnnIndex
 from .arguments import metadata_spec, refuse_bare_string
 from .ids import new_recommendation_id
 
 __all__ = ["RecommendationResult", "recommend", "recommend_many", "promotion_positions",
            "parse_promotions", "catalog_mask", "ENGINES", "resolve_engine", "search"]
 
-#: Search engines: exact (the kernel's catalog scan), faiss (an ANN index), auto (the campaign's
-#: choice: exact until an ANN index is plugged in).
+#: Search engines: exact (the kernel's catalog scan), faiss (the ANN index saved beside the model
+#: by ``rankcore index``), auto (faiss for catalogs of at least ``EXACT_BELOW`` items with an
+#: index, else exact).
 ENGINES = ("exact", "faiss", "auto")
 
 _EMPTY_I64 = np.zeros(0, dtype=np.int64)
@@ -34,20 +39,78 @@ _EMPTY_I64 = np.zeros(0, dtype=np.int64)
 
 # --------------------------------------------------------------------------- engines
 
+_log = logging.getLogger("rankcore.recommend")
+#: model -> its loaded AnnIndex, or the reason it has none (a str); filled on first use.
+_ANN: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _ann_state(model):
+    state = _ANN.get(model)
+    if state is None:
+        if model.source is None or not os.path.isfile(os.path.join(model.source, SIDECAR)):
+            state = "the model has no ANN index (build one with 'rankcore index DIR')"
+        else:
+            try:  # read into memory, as served models are: a file changed later cannot fault it
+                state = AnnIndex.load(model.source, model, mmap=False)
+            except (ModelFormatError, ImportError, OSError) as exc:
+                state = f"the model's ANN index cannot be used: {exc}"
+                _log.warning("%s: %s", model.source, state)
+        _ANN[model] = state
+    return state
+
+
 def ann_index(campaign):
-    """The campaign's ANN index, or None. The faiss engine plugs in here (no index yet)."""
-    return None
+    """The ANN index saved beside the campaign's model (``rankcore index``), or None."""
+    state = _ann_state(campaign.model)
+    return None if isinstance(state, str) else state
 
 
 def resolve_engine(campaign, engine: str) -> str:
-    """``"exact"`` or ``"faiss"`` for ``engine``; ``"faiss"`` without an index is an error."""
+    """``"exact"`` or ``"faiss"`` for ``engine``.
+
+    ``"auto"`` picks faiss when the model has an ANN index and at least ``EXACT_BELOW`` items (the
+    measured crossover below which the exact scan is faster), else exact; ``"faiss"`` without a
+    usable index is ``InvalidInputException``.
+    """
     if engine not in ENGINES:
         raise InvalidInputException(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    if engine == "exact":
+        return "exact"
+    state = _ann_state(campaign.model)
     if engine == "faiss":
-        if ann_index(campaign) is None:
-            raise InvalidInputException("engine 'faiss' asked for, but the model has no ANN index")
+        if isinstance(state, str):
+            raise InvalidInputException(f"engine 'faiss' asked for, but {state}")
         return "faiss"
-    return "exact"
+    return "faiss" if not isinstance(state, str) and campaign.model.n_items >= EXACT_BELOW else "exact"
+
+
+def _exclude_row(exclude, i: int):
+    if exclude is None:
+        return None
+    if isinstance(exclude, np.ndarray) and exclude.ndim == 2:
+        row = exclude[i]
+        return row[row >= 0]
+    if isinstance(exclude, np.ndarray) or (len(exclude) and not hasattr(exclude[0], "__len__")):
+        return np.asarray(exclude, dtype=np.int64)
+    return np.asarray(exclude[i], dtype=np.int64)
+
+
+def _ann_search(index, queries: np.ndarray, k: int, allowed, exclude) -> BatchTopK:
+    """``search`` through the ANN index, one query at a time, as a ``BatchTopK``."""
+    n = queries.shape[0]
+    width = min(k, index.n_items)
+    items = np.full((n, width), -1, dtype=np.int64)
+    logits = np.full((n, width), -np.inf, dtype=np.float32)
+    scores = np.zeros((n, width), dtype=np.float64)
+    counts = np.zeros(n, dtype=np.int64)
+    log_norm = np.zeros(n, dtype=np.float64)
+    for i in range(n):
+        mask = None if allowed is None else (allowed if allowed.ndim == 1 else allowed[i])
+        one = index.topk(queries[i], k, allowed=mask, exclude=_exclude_row(exclude, i))
+        c = len(one)
+        items[i, :c], logits[i, :c], scores[i, :c] = one.items, one.logits, one.scores
+        counts[i], log_norm[i] = c, one.log_normalizer
+    return BatchTopK(items, logits, scores, counts, log_norm)
 
 
 def search(campaign, queries: np.ndarray, k: int, *, allowed=None, exclude=None,
@@ -55,9 +118,13 @@ def search(campaign, queries: np.ndarray, k: int, *, allowed=None, exclude=None,
     """Top-``k`` of the catalog for each query row: a ``core.topk.BatchTopK``.
 
     ``allowed`` is None, one (N,) mask or (B, N) masks; ``exclude`` as ``topk_batch`` takes it.
+    With the faiss engine the rows come from the ANN index (filters still hold: it never returns
+    a row outside ``allowed``), their logits are exact and the normaliser is the index's estimate.
     """
-    if resolve_engine(campaign, engine) == "faiss":  # pragma: no cover - no index can exist yet
-        raise InvalidInputException("the faiss engine is not available in this build")
+    if resolve_engine(campaign, engine) == "faiss":
+        allowed = None if allowed is None else np.asarray(allowed)
+        return _ann_search(ann_index(campaign), np.asarray(queries, dtype=np.float32), k, allowed,
+                           exclude)
     return topk_batch(queries, campaign.model.item_table, k, allowed=allowed, exclude=exclude,
                       threads=threads, backend=campaign.backend)
 
