@@ -5,14 +5,15 @@ docstring): float32 dot products, float32 ``exp`` of max-subtracted logits, floa
 recompute of a request whose float32 logits overflowed, stable descending sort.
 
 numba is imported by this module only; ``rankcore`` imports this module lazily, on first use.
-Kernels compile lazily (cached on disk) so read-only and writable arrays
-both dispatch without copies. No ``fastmath``: the softmax must respect ``inf`` and ``NaN``. ``prange`` runs over requests only,
-and the thread count is changed only inside ``try/finally``.
+Kernels compile lazily (cached on disk) so read-only and writable arrays both dispatch without
+copies. Only the dot product allows reassociation and contraction (``fastmath={"reassoc",
+"contract"}``: a float32 sum in another order, no assumption about ``inf``/``NaN``); the softmax
+and the sort use no fast-math, since they must respect ``inf`` and ``NaN``. ``prange`` runs over
+requests only, and the thread count is changed only inside ``try/finally``.
 """
 from __future__ import annotations
 
 import math
-
 
 import numba
 import numpy as np
@@ -78,7 +79,11 @@ def _dot_f32(table, row, users, b, dim):
 
 @njit(cache=True, nogil=True, locals={"acc": numba.float32, "m": numba.float32, "e": numba.float32})
 def _softmax_request(users, b, table, bias, has_bias, dim, cands, start, end, scores, logits):
-    """Scores and logits of request ``b`` into ``scores/logits[start:end]``; returns -1 or a bad row."""
+    """Scores and logits of request ``b`` into ``scores/logits[start:end]``.
+
+    Returns -1, or the item row whose logit is not finite even when recomputed in float64 (NaN or
+    inf in the table, bias or user vector).
+    """
     m = -np.inf
     finite = True
     for j in range(start, min(end, start + PREFETCH_DISTANCE)):
@@ -259,6 +264,7 @@ def _sort_words(words, k):
 @njit(cache=True, nogil=True)
 def _rank_request(b, users, table, bias, has_bias, dim, cands, offsets, out_offsets, tmp_scores,
                   tmp_logits, positions, items, scores, logits):
+    """Rank request ``b`` into its ``out_offsets`` slice; returns -1 or a bad row (as above)."""
     start = offsets[b]
     end = offsets[b + 1]
     err = _softmax_request(users, b, table, bias, has_bias, dim, cands, start, end,
