@@ -24,16 +24,19 @@ MIN_USERS = 8
 
 
 def _moments(logits: np.ndarray, s: float) -> tuple:
-    """Per row: log-sum-exp, mean and variance of the logits under softmax(s * logits)."""
+    """Per row: log-sum-exp, mean and variance of the logits under softmax(s * logits).
+
+    The weights are computed in float32 (the costly ``exp``) and summed in float64.
+    """
     m = logits.max(axis=1, keepdims=True)
-    e = logits - m
-    e *= s
+    e = (logits - m).astype(np.float32)
+    e *= np.float32(s)
     np.exp(e, out=e)
-    total = e.sum(axis=1)
-    e *= logits
-    mean = e.sum(axis=1) / total
-    e *= logits
-    var = e.sum(axis=1) / total - mean * mean
+    total = e.sum(axis=1, dtype=np.float64)
+    w = e * logits  # float64
+    mean = w.sum(axis=1) / total
+    w *= logits
+    var = w.sum(axis=1) / total - mean * mean
     return np.log(total) + s * m[:, 0], mean, np.maximum(var, 0.0)
 
 
