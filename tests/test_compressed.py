@@ -11,6 +11,8 @@
   float32 ranking on the synthetic model and on an ALS model trained by implicit.
 """
 
+import json
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -18,10 +20,13 @@ from hypothesis import strategies as st
 
 import rankcore
 from rankcore.core import backend as core_backend
+from rankcore.cli import main as cli_main
 from rankcore.core import quantize
 from rankcore.core.table import aligned_zeros
 from rankcore.core.topk import topk, topk_batch
 from rankcore.datasets import synthetic, synthetic_interactions
+from rankcore.errors import ModelFormatError
+from rankcore.model import load_model
 from rankcore.train import train
 
 _core = pytest.importorskip("rankcore._core")
@@ -308,3 +313,60 @@ def test_fidelity_top10_on_an_als_model(dtype, tmp_path):
     t32 = model.item_table
     t = rankcore.ItemTable(t32.embeddings, t32.bias, dtype=dtype)
     assert overlap10(t32, t, model.user_embeddings) >= OVERLAP[dtype]
+
+
+# --------------------------------------------------------------------------- storage and CLI
+
+@pytest.mark.parametrize("dtype", COMPRESSED)
+@pytest.mark.parametrize("mmap", [True, False])
+def test_save_load_round_trip(dtype, mmap, tmp_path):
+    model = synthetic(n_users=20, n_items=300, dim=24, seed=2, item_bias=True)
+    model.save(tmp_path / "m", dtype=dtype)
+    manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
+    assert manifest["item_dtype"] == dtype and manifest["padded_dim"] == quantize.padded_dim(24, dtype)
+    assert ("item_scale.npy" in manifest["files"]) == (dtype == "int8")
+    back = load_model(tmp_path / "m", mmap=mmap, verify=True)
+    held = rankcore.ItemTable(model.item_table.embeddings, model.item_table.bias, dtype=dtype)
+    assert back.item_table.dtype == dtype
+    np.testing.assert_array_equal(back.item_table.data, held.data)
+    user = model.user_embeddings[3]
+    np.testing.assert_array_equal(rankcore.score(user, back.item_table, np.arange(300)).logits,
+                                  rankcore.score(user, held, np.arange(300)).logits)
+    back.save(tmp_path / "again")  # kept as held
+    assert load_model(tmp_path / "again").item_table.dtype == dtype
+    back.save(tmp_path / "f32", dtype="float32")
+    np.testing.assert_array_equal(load_model(tmp_path / "f32").item_table.embeddings, held.embeddings)
+
+
+def test_manifest_dtype_checks(tmp_path):
+    model = synthetic(n_users=5, n_items=50, dim=8, seed=2)
+    model.save(tmp_path / "m", dtype="int8")
+    mpath = tmp_path / "m" / "manifest.json"
+    good = json.loads(mpath.read_text())
+    for change, message in [({"item_dtype": "int4"}, "unknown item_dtype 'int4'"),
+                            ({"item_dtype": 8}, "'item_dtype' must be a str"),
+                            ({"item_dtype": "float16"}, "inconsistent sizes"),
+                            ({"padded_dim": 16}, "inconsistent sizes")]:
+        mpath.write_text(json.dumps(dict(good, **change)))
+        with pytest.raises(ModelFormatError, match=message):
+            load_model(tmp_path / "m")
+    files = dict(good["files"])
+    del files["item_scale.npy"]
+    mpath.write_text(json.dumps(dict(good, files=files)))
+    with pytest.raises(ModelFormatError, match="item_scale.npy: missing from the manifest"):
+        load_model(tmp_path / "m")
+
+
+def test_quantize_and_info_commands(tmp_path, capsys):
+    model = synthetic(n_users=5, n_items=500, dim=64, seed=2)
+    model.save(tmp_path / "src")
+    assert cli_main(["quantize", str(tmp_path / "src"), str(tmp_path / "dst"), "--dtype", "int8"]) == 0
+    assert "float32 -> int8, 128000 -> 34000 bytes" in capsys.readouterr().out
+    assert load_model(tmp_path / "dst").item_table.dtype == "int8"
+    assert cli_main(["info", str(tmp_path / "dst"), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["dtype"] == "int8" and info["item_table_bytes"] == 34000
+    assert cli_main(["quantize", str(tmp_path / "src"), str(tmp_path / "dst"), "--dtype", "int8"]) == 1
+    assert "already holds a model" in capsys.readouterr().err
+    assert cli_main(["quantize", str(tmp_path / "src"), str(tmp_path / "x"), "--dtype", "int4"]) == 2
+    assert "invalid choice: 'int4'" in capsys.readouterr().err

@@ -1,4 +1,5 @@
-"""The ``rankcore`` command line: ``demo``, ``rank``, ``info``, ``serve``, ``batch``, ``train``, ``eval``.
+"""The ``rankcore`` command line: ``demo``, ``rank``, ``info``, ``quantize``, ``serve``, ``batch``,
+``train``, ``eval``.
 
 ``main(argv=None) -> int`` is the console-script entry point (``python -m rankcore`` too). Every
 subcommand has ``--help``; ``rankcore`` with no arguments prints the help and exits 2 (nothing was
@@ -6,7 +7,7 @@ done). A bad argument or a bad model gives a one-line ``rankcore: error: ...`` o
 non-zero exit status (2 for usage errors, 1 for everything else), never a traceback. Output into
 a closed pipe (``rankcore info DIR | head -1``) ends the command quietly with status 141, what a
 shell reports for a tool killed by SIGPIPE. One module per group of commands: ``models`` (demo,
-rank, info), ``serving`` (serve, batch), ``training`` (train, eval).
+rank, info), ``quantize``, ``serving`` (serve, batch), ``training`` (train, eval).
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from typing import Sequence
 from .args import EXIT_BROKEN_PIPE, PROG, CommandError, positive_int
 from .args import context_arg, filter_values_arg, metadata_arg
 from .models import VersionAction, cmd_demo, cmd_info, cmd_rank
+from .quantize import configure_quantize_parser
 from .serving import cmd_batch, cmd_serve, configure_serve_parser
 from .training import configure_eval_parser, configure_train_parser
 
@@ -77,6 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir", metavar="DIR", help="model directory")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("quantize", help="store a model's item table as float16, bfloat16 or int8",
+                       description="Copy the model in SRC to DST with its item table stored in "
+                                   "--dtype (2x fewer bytes for float16/bfloat16, 4x for int8).")
+    configure_quantize_parser(p)
 
     p = sub.add_parser("serve", help="serve campaigns over the Personalize runtime HTTP API",
                        description="Serve GetPersonalizedRanking (POST /personalize-ranking) for "
