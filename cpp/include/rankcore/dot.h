@@ -116,12 +116,12 @@ RANKCORE_ALWAYS_INLINE void gather_rows(const T* table, index_t ld, index_t dim,
     const index_t ahead = prefetch_distance(row_bytes);
     for (index_t i = 0; i < n && i < ahead; ++i) {
         prefetch_range<kL2>(table + rows[i] * ld, row_bytes);
-        if (row_scale) prefetch_read<kL2>(row_scale + rows[i]);
+        if (row_scale) prefetch_range<kL2>(row_scale + rows[i], sizeof(float));
     }
     for (index_t i = 0; i < n; ++i) {
         if (i + ahead < n) {
             prefetch_range<kL2>(table + rows[i + ahead] * ld, row_bytes);
-            if (row_scale) prefetch_read<kL2>(row_scale + rows[i + ahead]);
+            if (row_scale) prefetch_range<kL2>(row_scale + rows[i + ahead], sizeof(float));
         }
         const index_t r = rows[i];
         float l = row_dot(table + r * ld);
