@@ -429,12 +429,8 @@ def _raise_errors(errors):
 
 
 def _compact(users, table, bias, candidates, offsets, padded, row_scale):
-    """A compressed table's candidate rows as a small float32 table (checked candidates first).
-
-    The JIT kernels read float32 rows; the distinct candidate rows are dequantised once (int8: q *
-    scale in float32) and the candidates renumbered into them. Returns (table, bias, candidates,
-    rows) with ``rows[i]`` the original row of compact row i.
-    """
+    """(float32 table, bias, candidates, rows) of a compressed table's distinct candidate rows,
+    dequantised once (int8: q * scale) for the float32 JIT kernels; ``rows[i]``: compact row i's row."""
     offsets = _offsets(offsets, candidates.shape[0], users.shape[0])
     _check(candidates, offsets, table.shape[0], padded, -1)
     if (table.dtype == np.int8) != (row_scale is not None):
