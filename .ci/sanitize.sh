@@ -6,7 +6,7 @@
 #       forced kernel;
 #   (b) builds the extension with RANKCORE_SANITIZE=1 into a temporary directory (the
 #       normal in-place build is left alone) and runs tests/test_kernels.py, tests/test_response.py,
-#       tests/test_core.py and tests/test_topk.py (their numba cases left out: JIT code is not
+#       tests/test_core.py, tests/test_topk.py and tests/test_compressed.py (their numba cases left out: JIT code is not
 #       instrumented) against it with libasan (and libstdc++) preloaded; leak detection
 #       is off there because CPython is not leak-clean.
 # Any ASAN/UBSAN report fails the script. Usage: PYTHON=python3 .ci/sanitize.sh
@@ -45,7 +45,7 @@ cat "$TMP/native.log"
 fail_on_reports "$TMP/native.log"
 [ "$status" -eq 0 ] || { echo "sanitize: native driver failed ($status)" >&2; exit 1; }
 
-echo "== (b) sanitized extension + tests/test_kernels.py tests/test_response.py tests/test_core.py tests/test_topk.py"
+echo "== (b) sanitized extension + tests/test_kernels.py tests/test_response.py tests/test_core.py tests/test_topk.py tests/test_compressed.py"
 wait "$build_pid" || { cat "$TMP/build.log"; exit 1; }
 if ! ls "$TMP"/lib/rankcore/_core*.so >/dev/null 2>&1; then
     cat "$TMP/build.log"
@@ -60,7 +60,7 @@ PRELOAD="$("$CXX" -print-file-name=libasan.so) $("$CXX" -print-file-name=libstdc
 run_py() { (cd "$ROOT" && PYTHONPATH="$TMP/lib" LD_PRELOAD="$PRELOAD" ASAN_OPTIONS="detect_leaks=0" "$PYTHON" "$@"); }
 run_py -c "import rankcore._core as c, sys; assert c.__file__.startswith(sys.argv[1]), c.__file__" "$TMP/lib"
 set +e
-run_py -m pytest -q -p no:cacheprovider tests/test_kernels.py tests/test_response.py tests/test_core.py tests/test_topk.py \
+run_py -m pytest -q -p no:cacheprovider tests/test_kernels.py tests/test_response.py tests/test_core.py tests/test_topk.py tests/test_compressed.py \
     -k "not numba" >"$TMP/pytest.log" 2>&1
 status=$?
 set -e

@@ -315,7 +315,7 @@ BAD_INPUTS = [
     ("users", lambda g: g["users"].tolist(), TypeError, "np.ascontiguousarray"),
     ("users", lambda g: g["users"][0], ValueError, "users must be 2-D"),
     ("users", lambda g: np.zeros((1, 8), np.float32)[:, ::2], ValueError, "users must be a C-contiguous"),
-    ("table", lambda g: g["table"].astype(np.float16), TypeError, "table must be"),
+    ("table", lambda g: g["table"].astype(np.float64), TypeError, "table must be"),
     ("table", lambda g: np.asfortranarray(g["table"]), ValueError, "table must be a C-contiguous"),
     ("table", lambda g: g["table"][:, :3].copy(), ValueError, "fewer than dim=4"),
     ("table", lambda g: g["table"].astype(">f4"), TypeError, "table must be"),

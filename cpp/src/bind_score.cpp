@@ -24,7 +24,8 @@ namespace {
 
 /// Checked inputs of score/rank; the arrays stay referenced for the duration of the call.
 struct Inputs {
-    carray<float> users, table, bias;
+    carray<float> users, bias;
+    TableArg table;
     carray<index_t> candidates;
     std::vector<index_t> offsets;  // a private copy: the caller's array could change while the GIL is released
     rankcore::Problem problem;
@@ -32,18 +33,19 @@ struct Inputs {
 };
 
 Inputs convert(const py::object& users, const py::object& table, const py::object& bias, index_t dim,
-               const py::object& candidates, const py::object& offsets, bool padded, index_t threads) {
+               const py::object& candidates, const py::object& offsets, bool padded, index_t threads,
+               const py::object& row_scale) {
     Inputs in;
     rankcore::Problem& p = in.problem;
     in.users = require_array<float>(users, "users", "float32", 2);
-    in.table = require_array<float>(table, "table", "float32", 2);
+    in.table = require_table(table, row_scale);
     in.candidates = require_array<index_t>(candidates, "candidates", "int64", 1);
     if (dim < 1) throw py::value_error("dim must be >= 1, got " + std::to_string(dim));
     if (in.users.shape(1) != dim)
         throw py::value_error("users has " + std::to_string(in.users.shape(1)) + " columns, expected dim=" +
                               std::to_string(dim));
-    if (in.table.shape(1) < dim)
-        throw py::value_error("table has " + std::to_string(in.table.shape(1)) + " columns, fewer than dim=" +
+    if (in.table.ref.ld < dim)
+        throw py::value_error("table has " + std::to_string(in.table.ref.ld) + " columns, fewer than dim=" +
                               std::to_string(dim));
     if (threads < 0) throw py::value_error("threads must be >= 0 (0 = all cores), got " + std::to_string(threads));
     {  // B x dim floats, a few ns: the Python layer leaves this check to us
@@ -55,9 +57,11 @@ Inputs convert(const py::object& users, const py::object& table, const py::objec
                                       " contains NaN or inf (or values beyond float32 range)");
     }
     p.users = in.users.data();
-    p.table = in.table.data();
-    p.n_rows = in.table.shape(0);
-    p.ld = in.table.shape(1);
+    p.table = in.table.ref.data;
+    p.dtype = in.table.ref.dtype;
+    p.row_scale = in.table.ref.row_scale;
+    p.n_rows = in.table.n_rows;
+    p.ld = in.table.ref.ld;
     p.dim = dim;
     p.candidates = in.candidates.data();
     p.n_candidates = in.candidates.shape(0);
@@ -89,8 +93,9 @@ Inputs convert(const py::object& users, const py::object& table, const py::objec
 }
 
 py::tuple score(const py::object& users, const py::object& table, const py::object& bias, index_t dim,
-                const py::object& candidates, const py::object& offsets, bool padded, index_t threads) {
-    Inputs in = convert(users, table, bias, dim, candidates, offsets, padded, threads);
+                const py::object& candidates, const py::object& offsets, bool padded, index_t threads,
+                const py::object& row_scale) {
+    Inputs in = convert(users, table, bias, dim, candidates, offsets, padded, threads, row_scale);
     const rankcore::Problem& p = in.problem;
     {
         py::gil_scoped_release release;
@@ -108,8 +113,9 @@ py::tuple score(const py::object& users, const py::object& table, const py::obje
 }
 
 py::tuple rank(const py::object& users, const py::object& table, const py::object& bias, index_t dim,
-               const py::object& candidates, const py::object& offsets, bool padded, index_t k, index_t threads) {
-    Inputs in = convert(users, table, bias, dim, candidates, offsets, padded, threads);
+               const py::object& candidates, const py::object& offsets, bool padded, index_t k, index_t threads,
+               const py::object& row_scale) {
+    Inputs in = convert(users, table, bias, dim, candidates, offsets, padded, threads, row_scale);
     const rankcore::Problem& p = in.problem;
     if (k < -1) throw py::value_error("k must be -1 (all) or >= 0, got " + std::to_string(k));
     carray<index_t> out_offsets(p.n_requests + 1);
@@ -137,17 +143,19 @@ py::tuple rank(const py::object& users, const py::object& table, const py::objec
 
 void bind_score(py::module_& m) {
     m.def("score", &score, py::arg("users"), py::arg("table"), py::arg("bias"), py::arg("dim"), py::arg("candidates"),
-          py::arg("offsets"), py::arg("padded"), py::arg("threads"),
+          py::arg("offsets"), py::arg("padded"), py::arg("threads"), py::arg("row_scale") = py::none(),
           R"doc(Softmax scores and logits of every candidate, in input order.
 
-users: float32 (B, dim); table: float32 (N, ld >= dim); bias: None or float32 (N,);
+users: float32 (B, dim); table: (N, ld >= dim) float32, float16, uint16 (bfloat16 bits) or int8;
+row_scale: float32 (N,) for an int8 table (logit = dot(row, user) * row_scale[r] + bias[r]), else None;
+bias: None or float32 (N,);
 candidates: int64 (n,); offsets: None (B == 1) or int64 (B + 1,); padded: -1 is padding;
 threads: 0 = all cores. Returns (scores, logits), float32 (n,) each; padding gets 0 and -inf.)doc");
     m.def("rank", &rank, py::arg("users"), py::arg("table"), py::arg("bias"), py::arg("dim"), py::arg("candidates"),
-          py::arg("offsets"), py::arg("padded"), py::arg("k"), py::arg("threads"),
+          py::arg("offsets"), py::arg("padded"), py::arg("k"), py::arg("threads"), py::arg("row_scale") = py::none(),
           R"doc(Valid candidates of each request by descending score (ties: input order), top k (-1 = all).
 
-Returns (positions, items, scores, logits, out_offsets): int64, int64, float32, float32 flat arrays
+Arguments as in score. Returns (positions, items, scores, logits, out_offsets): int64, int64, float32, float32 flat arrays
 concatenated per request, and int64 (B + 1,) offsets into them.)doc");
     m.attr("CHECKS_USERS") = true;  // score/rank reject non-finite user vectors themselves
 }

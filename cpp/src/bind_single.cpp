@@ -31,14 +31,15 @@ struct ExactSingle {
     index_t offsets[2] = {0, 0};
 };
 
-/// Parse args[0..4]; returns false with a Python error set for a non-finite user vector.
-bool parse_exact_single(PyObject* const* args, ExactSingle& out) {
+/// Parse args[0..4] and the row scale (None unless the table is int8); returns false with a
+/// Python error set for a non-finite user vector.
+bool parse_exact_single(PyObject* const* args, PyObject* row_scale, ExactSingle& out) {
     const float* user = static_cast<const float*>(exact_array(args[0], descr_f32, 1));
-    const float* table = static_cast<const float*>(exact_array(args[1], descr_f32, 2));
     const index_t* cand = static_cast<const index_t*>(exact_array(args[4], descr_i64, 1));
-    if (!user || !table || !cand || !PyLong_CheckExact(args[3])) return true;
-    const auto* ta = py::detail::array_proxy(args[1]);
-    const index_t n_rows = ta->dimensions[0], ld = ta->dimensions[1];
+    rankcore::TableRef table;
+    index_t n_rows = 0;
+    if (!user || !cand || !PyLong_CheckExact(args[3]) || !exact_table(args[1], row_scale, table, n_rows)) return true;
+    const index_t ld = table.ld;
     const index_t dim = PyLong_AsLongLong(args[3]);
     if (dim < 1 || dim > ld || py::detail::array_proxy(args[0])->dimensions[0] != dim) {
         PyErr_Clear();  // an overflowing dim
@@ -58,7 +59,9 @@ bool parse_exact_single(PyObject* const* args, ExactSingle& out) {
     rankcore::Problem& p = out.p;
     out.offsets[1] = n;
     p.users = user;
-    p.table = table;
+    p.table = table.data;
+    p.dtype = table.dtype;
+    p.row_scale = table.row_scale;
     p.n_rows = n_rows;
     p.ld = ld;
     p.dim = dim;
@@ -106,16 +109,17 @@ PyObject* build_result(PyObject* result_type, PyObject* (&arrays)[N], bool ready
 }
 
 /**
- * rank_one(user, table, bias, dim, candidates, k, result_type)
+ * rank_one(user, table, bias, dim, candidates, k, result_type[, row_scale])
  *
- * One request, all inputs already in their exact form: user float32 (dim,), table float32
- * (N, ld >= dim), bias None or float32 (N,), candidates int64 (K,), k None or int >= 0. Returns
+ * One request, all inputs already in their exact form: user float32 (dim,), table (N, ld >= dim)
+ * float32, float16, uint16 (bfloat16 bits) or int8 (then row_scale float32 (N,), else None or
+ * absent), bias None or float32 (N,), candidates int64 (K,), k None or int >= 0. Returns
  * result_type(positions, items, scores, logits), or None when an argument is not in that form
  * (the caller then takes the general path). Errors as in rank().
  */
 PyObject* rank_one(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
-    if (nargs != 7) {
-        PyErr_SetString(PyExc_TypeError, "rank_one takes 7 positional arguments");
+    if (nargs != 7 && nargs != 8) {
+        PyErr_SetString(PyExc_TypeError, "rank_one takes 7 or 8 positional arguments");
         return nullptr;
     }
     index_t k = -1;
@@ -128,7 +132,7 @@ PyObject* rank_one(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
         }
     }
     ExactSingle in;
-    if (!parse_exact_single(args, in)) return nullptr;
+    if (!parse_exact_single(args, nargs == 8 ? args[7] : Py_None, in)) return nullptr;
     if (!in.ok) Py_RETURN_NONE;
     const rankcore::Problem& p = in.p;
     index_t out_offsets[2];
@@ -158,17 +162,17 @@ PyObject* rank_one(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
 }
 
 /**
- * score_one(user, table, bias, dim, candidates, result_type)
+ * score_one(user, table, bias, dim, candidates, result_type[, row_scale])
  *
  * As rank_one, for score(): returns result_type(scores, logits) in input order, or None.
  */
 PyObject* score_one(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
-    if (nargs != 6) {
-        PyErr_SetString(PyExc_TypeError, "score_one takes 6 positional arguments");
+    if (nargs != 6 && nargs != 7) {
+        PyErr_SetString(PyExc_TypeError, "score_one takes 6 or 7 positional arguments");
         return nullptr;
     }
     ExactSingle in;
-    if (!parse_exact_single(args, in)) return nullptr;
+    if (!parse_exact_single(args, nargs == 7 ? args[6] : Py_None, in)) return nullptr;
     if (!in.ok) Py_RETURN_NONE;
     const rankcore::Problem& p = in.p;
     PyObject* out[2] = {nullptr, nullptr};
@@ -193,12 +197,13 @@ PyObject* score_one(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
 
 PyMethodDef single_methods[] = {
     {"rank_one", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(&rank_one)), METH_FASTCALL,
-     "rank_one(user, table, bias, dim, candidates, k, result_type)\n--\n\n"
-     "One request whose inputs are already exact: user float32 (dim,), table float32 (N, ld), bias None or "
+     "rank_one(user, table, bias, dim, candidates, k, result_type[, row_scale])\n--\n\n"
+     "One request whose inputs are already exact: user float32 (dim,), table (N, ld) float32, float16, "
+     "uint16 (bfloat16 bits) or int8 (with row_scale float32 (N,)), bias None or "
      "float32 (N,), dim int, candidates int64 (K,), k None or int >= 0. Returns result_type(positions, items, "
      "scores, logits), or None when an argument is not in that form."},
     {"score_one", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(&score_one)), METH_FASTCALL,
-     "score_one(user, table, bias, dim, candidates, result_type)\n--\n\n"
+     "score_one(user, table, bias, dim, candidates, result_type[, row_scale])\n--\n\n"
      "As rank_one, for score(): result_type(scores, logits) in input order, or None when an argument is not "
      "in its exact form."},
     {nullptr, nullptr, 0, nullptr}};

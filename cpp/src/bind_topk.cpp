@@ -27,16 +27,16 @@ namespace {
 
 py::tuple topk(const py::object& users, const py::object& table, const py::object& bias, index_t dim, index_t k,
                const py::object& allowed, const py::object& exclude, const py::object& exclude_offsets, double scale,
-               index_t threads) {
+               index_t threads, const py::object& row_scale) {
     rankcore::TopKProblem p;
     const carray<float> u = require_array<float>(users, "users", "float32", 2);
-    const carray<float> t = require_array<float>(table, "table", "float32", 2);
+    const TableArg t = require_table(table, row_scale);
     if (dim < 1) throw py::value_error("dim must be >= 1, got " + std::to_string(dim));
     if (u.shape(1) != dim)
         throw py::value_error("users has " + std::to_string(u.shape(1)) + " columns, expected dim=" + std::to_string(dim));
-    if (t.shape(1) < dim)
-        throw py::value_error("table has " + std::to_string(t.shape(1)) + " columns, fewer than dim=" + std::to_string(dim));
-    if (t.shape(0) < 1) throw py::value_error("table has no rows");
+    if (t.ref.ld < dim)
+        throw py::value_error("table has " + std::to_string(t.ref.ld) + " columns, fewer than dim=" + std::to_string(dim));
+    if (t.n_rows < 1) throw py::value_error("table has no rows");
     if (k < 1) throw py::value_error("k must be >= 1, got " + std::to_string(k));
     if (threads < 0) throw py::value_error("threads must be >= 0 (0 = all cores), got " + std::to_string(threads));
     const float scale32 = static_cast<float>(scale);
@@ -44,9 +44,11 @@ py::tuple topk(const py::object& users, const py::object& table, const py::objec
     p.users = u.data();
     p.n_users = u.shape(0);
     p.dim = dim;
-    p.table = t.data();
-    p.n_rows = t.shape(0);
-    p.ld = t.shape(1);
+    p.table = t.ref.data;
+    p.dtype = t.ref.dtype;
+    p.row_scale = t.ref.row_scale;
+    p.n_rows = t.n_rows;
+    p.ld = t.ref.ld;
     p.scale = scale32;
     p.k = std::min(k, p.n_rows);  // more columns than rows could never be filled
     carray<float> b;
@@ -116,9 +118,12 @@ py::tuple topk(const py::object& users, const py::object& table, const py::objec
 void bind_topk(py::module_& m) {
     m.def("topk", &topk, py::arg("users"), py::arg("table"), py::arg("bias"), py::arg("dim"), py::arg("k"),
           py::arg("allowed"), py::arg("exclude"), py::arg("exclude_offsets"), py::arg("scale"), py::arg("threads"),
+          py::arg("row_scale") = py::none(),
           R"doc(Exact catalog-wide top-k of every user, with the softmax log-normaliser over ALL rows.
 
-users: float32 (B, dim); table: float32 (N, ld >= dim); bias: None or float32 (N,); k >= 1;
+users: float32 (B, dim); table: (N, ld >= dim) float32, float16, uint16 (bfloat16 bits) or int8;
+row_scale: float32 (N,) for an int8 table (its rows are q * row_scale[r]), else None;
+bias: None or float32 (N,); k >= 1;
 allowed: None or uint8 (N,) or (B, N), 0 = never returned (still in the normaliser);
 exclude: None or int64 rows, each in [0, N); exclude_offsets: None (every user excludes all of
 `exclude`) or int64 (B + 1,) CSR bounds; scale: multiplies every logit; threads: 0 = all cores.

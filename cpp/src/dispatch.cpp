@@ -2,7 +2,7 @@
  * @file dispatch.cpp
  * @brief CPU probe and the kernel tables behind dispatch.h.
  *
- * The CPU is probed once (on first use): AVX2 and FMA must both be reported, and the OS
+ * The CPU is probed once (on first use): AVX2, FMA and F16C must all be reported, and the OS
  * must save the YMM state (GCC/Clang's __builtin_cpu_supports checks XGETBV for AVX;
  * on MSVC we check OSXSAVE and XCR0 ourselves).
  */
@@ -22,22 +22,32 @@
 namespace rankcore {
 namespace {
 
-const KernelTable serial_table = {"serial", &dot_f32_serial, &gather_dot_f32_serial, &softmax_f32_serial,
-                                  &topk_kernels_serial};
+const KernelTable serial_table = {"serial",
+                                  &dot_f32_serial,
+                                  &gather_dot_f32_serial,
+                                  &softmax_f32_serial,
+                                  &topk_kernels_serial,
+                                  {nullptr, &gather_f16_serial, &gather_bf16_serial, &gather_i8_serial},
+                                  {nullptr, &dequant_f16_serial, &dequant_bf16_serial, &dequant_i8_serial}};
 
 #if defined(RANKCORE_X86_64)
-const KernelTable avx2_table = {"avx2", &dot_f32_avx2, &gather_dot_f32_avx2, &softmax_f32_avx2,
-                                &topk_kernels_avx2};
+const KernelTable avx2_table = {"avx2",
+                                &dot_f32_avx2,
+                                &gather_dot_f32_avx2,
+                                &softmax_f32_avx2,
+                                &topk_kernels_avx2,
+                                {nullptr, &gather_f16_avx2, &gather_bf16_avx2, &gather_i8_avx2},
+                                {nullptr, &dequant_f16_avx2, &dequant_bf16_avx2, &dequant_i8_avx2}};
 
 bool cpu_has_avx2_fma() {
 #if defined(__GNUC__) || defined(__clang__)
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
 #elif defined(_MSC_VER)
     int r[4];
     __cpuid(r, 1);
-    const bool fma = (r[2] >> 12) & 1, osxsave = (r[2] >> 27) & 1, avx = (r[2] >> 28) & 1;
-    if (!(fma && osxsave && avx)) return false;
+    const bool fma = (r[2] >> 12) & 1, osxsave = (r[2] >> 27) & 1, avx = (r[2] >> 28) & 1, f16c = (r[2] >> 29) & 1;
+    if (!(fma && osxsave && avx && f16c)) return false;
     if ((_xgetbv(0) & 0x6) != 0x6) return false;  // XMM and YMM state saved by the OS
     __cpuidex(r, 7, 0);
     return (r[1] >> 5) & 1;
@@ -112,5 +122,19 @@ bool set_active_kernel(const std::string& name) {
 }
 
 std::string kernel_env_warning() { return registry().env_warning; }
+
+std::vector<std::string> kernel_function_names() {
+    std::vector<std::string> out;
+    for (const KernelTable* t : registry().compiled) {
+        const std::string k(t->name);
+        for (const char* op : {"dot_f32", "gather_f32", "softmax_f32", "topk_f32"}) out.push_back(k + "/" + op);
+        for (int d = 1; d < n_table_dtypes; ++d) {
+            const std::string dt = dtype_name(static_cast<TableDtype>(d));
+            if (t->gather_q[d]) out.push_back(k + "/gather_" + dt);
+            if (t->dequant[d]) out.push_back(k + "/topk_" + dt);
+        }
+    }
+    return out;
+}
 
 }  // namespace rankcore

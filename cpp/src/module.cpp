@@ -26,6 +26,9 @@ using rankcore::index_t;
 PyObject* descr_f32 = nullptr;
 PyObject* descr_i64 = nullptr;
 PyObject* descr_bool = nullptr;
+PyObject* descr_f16 = nullptr;
+PyObject* descr_u16 = nullptr;
+PyObject* descr_i8 = nullptr;
 
 namespace {
 
@@ -63,6 +66,8 @@ py::dict build_info() {
     d["kernel"] = rankcore::active_kernel().name;
     d["kernels_available"] = rankcore::available_kernel_names();
     d["kernels_compiled"] = rankcore::compiled_kernel_names();
+    d["kernel_functions"] = rankcore::kernel_function_names();
+    d["table_dtypes"] = std::vector<std::string>{"float32", "float16", "bfloat16", "int8"};
     d["hardware_concurrency"] = std::thread::hardware_concurrency();
 #if defined(RANKCORE_X86_64)
     d["arch"] = "x86_64";
@@ -96,7 +101,10 @@ PYBIND11_MODULE(_core, m) {
     descr_f32 = api.PyArray_DescrFromType_(py::detail::npy_api::NPY_FLOAT_);
     descr_i64 = api.PyArray_DescrFromType_(py::detail::npy_api::NPY_INT64_);
     descr_bool = api.PyArray_DescrFromType_(py::detail::npy_api::NPY_BOOL_);
-    if (!descr_f32 || !descr_i64 || !descr_bool) throw py::error_already_set();
+    descr_f16 = api.PyArray_DescrFromType_(23);  // NPY_HALF: pybind11 names no constant for it
+    descr_u16 = api.PyArray_DescrFromType_(py::detail::npy_api::NPY_USHORT_);
+    descr_i8 = api.PyArray_DescrFromType_(py::detail::npy_api::NPY_BYTE_);
+    if (!descr_f32 || !descr_i64 || !descr_bool || !descr_f16 || !descr_u16 || !descr_i8) throw py::error_already_set();
 
     bind_kernels(m);
     bind_score(m);

@@ -216,7 +216,7 @@ static void test_batches(const KernelTable& kt) {
                     CHECK(s[j] == 0.f && l[j] == -INFINITY, "padding output");
                     continue;
                 }
-                double x = dot_f32_f64_serial(p.table + c * ld, p.users + b * dim, static_cast<std::size_t>(dim));
+                double x = dot_f32_f64_serial(static_cast<const float*>(p.table) + c * ld, p.users + b * dim, static_cast<std::size_t>(dim));
                 if (p.bias) x += p.bias[c];
                 logits.push_back(x);
                 m = std::max(m, x);

@@ -2,7 +2,7 @@
  * @file dispatch.h
  * @brief Run-time kernel selection: one function-pointer table per ISA.
  *
- * Kernels: "serial" (portable C++, always available) and "avx2" (AVX2 + FMA, x86-64 only,
+ * Kernels: "serial" (portable C++, always available) and "avx2" (AVX2 + FMA + F16C, x86-64 only,
  * available when the CPU and OS support it). The CPU is probed once; the best available
  * table becomes active unless the environment variable `RANKCORE_KERNEL` names another
  * available kernel. `set_active_kernel` switches at run time (used by tests to force a
@@ -14,13 +14,14 @@
 #include <string>
 #include <vector>
 
+#include "rankcore/quant.h"
 #include "rankcore/types.h"
 
 namespace rankcore {
 
 struct TopKKernels;  // topk.h
 
-/// The per-ISA operations the scoring pipeline needs. See dot.h and softmax.h for contracts.
+/// The per-ISA operations the scoring pipeline needs. See dot.h, quant.h and softmax.h for contracts.
 struct KernelTable {
     const char* name;
     float (*dot)(const float* a, const float* b, std::size_t n);
@@ -28,6 +29,11 @@ struct KernelTable {
                        index_t n, const float* bias, float* out);
     bool (*softmax)(const float* logits, index_t n, float* scores);
     const TopKKernels* topk;  ///< the catalog-wide top-K scan (topk.h)
+    /// Gathers of compressed tables (quant.h), indexed by TableDtype; entry 0 (float32) is nullptr
+    /// (float32 tables use gather_dot).
+    GatherQFn gather_q[n_table_dtypes];
+    /// Dequantisation of consecutive compressed rows (quant.h), indexed by TableDtype; entry 0 nullptr.
+    DequantFn dequant[n_table_dtypes];
 };
 
 /// Names of every kernel compiled into this build, best last ("serial", then "avx2" on x86-64).
@@ -47,5 +53,8 @@ bool set_active_kernel(const std::string& name);
 
 /// A message about an ignored `RANKCORE_KERNEL` value, or an empty string when there is none.
 std::string kernel_env_warning();
+
+/// "<kernel>/<op>" names of every kernel function of every compiled kernel table, for build_info.
+std::vector<std::string> kernel_function_names();
 
 }  // namespace rankcore

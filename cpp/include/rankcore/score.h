@@ -3,7 +3,8 @@
  * @brief Batched gather -> dot -> softmax -> sort for ranking candidate items.
  *
  * Ops: `validate_problem`, `score_batch` (scores in input order) and `rank_batch`
- * (stable descending order, optional top-k). float32 data, int64 ids; the ISA-specific
+ * (stable descending order, optional top-k). float32 users, item tables of any storage dtype
+ * (float32, float16, bfloat16, int8 with a per-row scale; quant.h), int64 ids; the ISA-specific
  * parts come from a KernelTable (dispatch.h).
  *
  * A batch holds `n_requests` requests. Request b scores candidates
@@ -12,7 +13,8 @@
  * gives it score 0 and logit -inf.
  *
  * Numerical policy (identical in every rankcore backend):
- * - `logit_i = dot_f32(table[c_i, :dim], user) + bias[c_i]`, float32 accumulation;
+ * - `logit_i = dot_f32(table[c_i, :dim], user) + bias[c_i]`, float32 accumulation (compressed
+ *   rows are widened exactly to float32; int8: the dot times row_scale[c_i], see quant.h);
  * - all logits finite: float32 softmax with a double sum (softmax.h);
  * - otherwise the request's logits are recomputed in double; a non-finite double logit
  *   throws std::invalid_argument naming the row, else a double softmax gives the scores
@@ -39,6 +41,7 @@
 
 #include "rankcore/dispatch.h"
 #include "rankcore/dot.h"
+#include "rankcore/quant.h"
 #include "rankcore/softmax.h"
 #include "rankcore/sort.h"
 #include "rankcore/types.h"
@@ -48,9 +51,11 @@ namespace rankcore {
 /// Inputs of one batched call. All pointers are borrowed; nothing is copied.
 struct Problem {
     const float* users = nullptr;         ///< (n_requests, dim) float32, row-major
-    const float* table = nullptr;         ///< (n_rows, ld) float32, row-major
+    const void* table = nullptr;          ///< (n_rows, ld) elements of `dtype`, row-major
+    TableDtype dtype = TableDtype::f32;   ///< storage dtype of `table` (quant.h)
+    const float* row_scale = nullptr;     ///< (n_rows,) float32 per-row scale for int8, else nullptr
     index_t n_rows = 0;                   ///< rows in `table`
-    index_t ld = 0;                       ///< leading dimension of `table` (ld >= dim)
+    index_t ld = 0;                       ///< leading dimension of `table` in elements (ld >= dim)
     index_t dim = 0;                      ///< embedding dimension (>= 1)
     const float* bias = nullptr;          ///< (n_rows,) float32, or nullptr for no bias
     const index_t* candidates = nullptr;  ///< (n_candidates,) row ids; -1 = padding when `padded`
@@ -147,14 +152,20 @@ inline index_t score_request(const Problem& p, const KernelTable& kt, index_t b,
         ++n_valid;
     }
     const float* user = p.users + b * p.dim;
-    kt.gather_dot(p.table, p.ld, p.dim, user, ws.rows.data(), n_valid, p.bias, ws.logits.data());
+    if (p.dtype == TableDtype::f32)
+        kt.gather_dot(static_cast<const float*>(p.table), p.ld, p.dim, user, ws.rows.data(), n_valid, p.bias,
+                      ws.logits.data());
+    else
+        kt.gather_q[static_cast<int>(p.dtype)](p.table, p.ld, p.dim, user, ws.rows.data(), n_valid, p.bias,
+                                               p.row_scale, ws.logits.data());
     if (kt.softmax(ws.logits.data(), n_valid, ws.scores.data())) return n_valid;
 
     // Some float32 logit is non-finite: redo the request in double.
     if (ws.logits_f64.size() < un) ws.logits_f64.resize(un);
+    const TableRef tref{p.table, p.dtype, p.ld, p.row_scale};
     for (index_t i = 0; i < n_valid; ++i) {
         const index_t r = ws.rows[i];
-        double l = dot_f32_f64_serial(p.table + r * p.ld, user, static_cast<std::size_t>(p.dim));
+        double l = row_dot_f64(tref, r, user, p.dim);
         if (p.bias) l += static_cast<double>(p.bias[r]);
         if (!std::isfinite(l))
             throw std::invalid_argument("non-finite logit for item row " + std::to_string(r) + " (request " +

@@ -20,6 +20,10 @@
  * | lse_update   | fold a block of logits into a running (max, sum)       | serial, avx2  |
  * | above        | positions of the logits above a threshold              | serial, avx2  |
  *
+ * Compressed tables (float16, bfloat16, int8; quant.h): each block of rows is first widened into a
+ * float32 scratch block (int8 rows times their scale), which the float32 block kernel then reads
+ * from cache; the table stream itself is 2-4x fewer bytes.
+ *
  * Streaming: the table is read in blocks of consecutive rows sized to stay in L1/L2; a block's
  * logits (users x rows, a few KiB) are the only logits ever stored, never an N-length array. For
  * a tile of users the block is reused from cache (a register-tiled product: each AVX2 micro-kernel
@@ -67,6 +71,7 @@
 
 #include "rankcore/dispatch.h"
 #include "rankcore/dot.h"
+#include "rankcore/quant.h"
 #include "rankcore/softmax.h"
 #include "rankcore/types.h"
 
@@ -297,9 +302,11 @@ struct TopKProblem {
     const float* users = nullptr;             ///< (n_users, dim) float32, row-major
     index_t n_users = 0;                      ///< number of user vectors (requests)
     index_t dim = 0;                          ///< embedding dimension (>= 1)
-    const float* table = nullptr;             ///< (n_rows, ld) float32, row-major; only [:, :dim] is read
+    const void* table = nullptr;              ///< (n_rows, ld) elements of `dtype`, row-major; only [:, :dim] is read
+    TableDtype dtype = TableDtype::f32;       ///< storage dtype of `table` (quant.h)
+    const float* row_scale = nullptr;         ///< (n_rows,) float32 per-row scale for int8, else nullptr
     index_t n_rows = 0;                       ///< rows in `table` (>= 1)
-    index_t ld = 0;                           ///< leading dimension of `table` in floats (>= dim)
+    index_t ld = 0;                           ///< leading dimension of `table` in elements (>= dim)
     const float* bias = nullptr;              ///< (n_rows,) float32 or nullptr
     const std::uint8_t* allowed = nullptr;    ///< nullptr (all allowed), or 0 = never returned
     bool allowed_per_user = false;            ///< false: (n_rows,) for every user; true: (n_users, n_rows)
@@ -418,6 +425,7 @@ inline void offer(std::vector<Entry<L>>& heap, index_t k, Entry<L> e) {
 /// Per-thread scratch of the scan: one block of logits per user of a chunk, and candidate positions.
 struct ScanScratch {
     std::vector<float> logits;
+    std::vector<float> rows;  ///< a dequantised block of a compressed table
     std::vector<std::int32_t> idx;
 };
 
@@ -425,16 +433,24 @@ struct ScanScratch {
  * Scan rows [row_begin, row_end) for users [u_begin, u_end), updating parts[u * n_ranges + range].
  * Block: `block_rows` rows; all users of the chunk read a block while it is in cache.
  */
-inline void scan_cell(const TopKProblem& p, const TopKKernels& kk, const Excludes& ex, index_t u_begin,
+inline void scan_cell(const TopKProblem& p, const TopKKernels& kk, DequantFn dequant, const Excludes& ex,
+                      index_t u_begin,
                       index_t u_end, index_t row_begin, index_t row_end, index_t range, index_t n_ranges,
                       index_t block_rows, std::vector<Partial>& parts, ScanScratch& sc) {
     const index_t n_users = u_end - u_begin;
     sc.logits.resize(static_cast<std::size_t>(n_users * block_rows));
     sc.idx.resize(static_cast<std::size_t>(block_rows));
     const float inf = std::numeric_limits<float>::infinity();
+    const bool compressed = p.dtype != TableDtype::f32;
+    const index_t ldq = (p.dim + 15) & ~index_t(15);  // a dequantised row: dim floats, 64-byte multiple
+    if (compressed) sc.rows.resize(static_cast<std::size_t>(block_rows * ldq));
+    const TableRef tref{p.table, p.dtype, p.ld, p.row_scale};
     for (index_t r0 = row_begin; r0 < row_end; r0 += block_rows) {
         const index_t n = std::min(block_rows, row_end - r0);
-        kk.block_logits(p.table + r0 * p.ld, p.ld, p.dim, n, p.bias ? p.bias + r0 : nullptr,
+        const float* block = compressed ? sc.rows.data() : static_cast<const float*>(p.table) + r0 * p.ld;
+        if (compressed)  // widen the block once (exact, times the row scale for int8); it stays in cache
+            dequant(tref.row(r0), p.ld, p.dim, n, p.row_scale ? p.row_scale + r0 : nullptr, sc.rows.data(), ldq);
+        kk.block_logits(block, compressed ? ldq : p.ld, p.dim, n, p.bias ? p.bias + r0 : nullptr,
                         p.users + u_begin * p.dim, p.dim, n_users, p.scale, sc.logits.data(), block_rows);
         for (index_t u = 0; u < n_users; ++u) {
             const index_t user = u_begin + u;
@@ -460,8 +476,9 @@ inline void user_in_double(const TopKProblem& p, const Excludes& ex, index_t use
     const float* u = p.users + user * p.dim;
     std::vector<Entry<double>> heap;
     double m = -std::numeric_limits<double>::infinity(), s = 0.0;
+    const TableRef tref{p.table, p.dtype, p.ld, p.row_scale};
     for (index_t r = 0; r < p.n_rows; ++r) {
-        double l = dot_f32_f64_serial(p.table + r * p.ld, u, static_cast<std::size_t>(p.dim));
+        double l = row_dot_f64(tref, r, u, p.dim);
         if (p.bias) l += static_cast<double>(p.bias[r]);
         l *= static_cast<double>(p.scale);
         if (!std::isfinite(l))
@@ -594,7 +611,7 @@ inline void topk_batch(const TopKProblem& p, const KernelTable& kt, const TopKOu
         const index_t c = cell / n_ranges, r = cell % n_ranges;
         const index_t row_begin = r * rows_per_range, row_end = std::min(p.n_rows, row_begin + rows_per_range);
         if (row_begin < row_end)
-            scan_cell(p, kk, ex, c * chunk, std::min(B, (c + 1) * chunk), row_begin, row_end, r, n_ranges, block_rows,
+            scan_cell(p, kk, kt.dequant[static_cast<int>(p.dtype)], ex, c * chunk, std::min(B, (c + 1) * chunk), row_begin, row_end, r, n_ranges, block_rows,
                       parts, sc);
     });
     std::vector<Entry<float>> all;

@@ -7,7 +7,7 @@
  * - `rankcore::index_t`: signed 64-bit index used for sizes, row ids and offsets
  *   (matches NumPy's int64 so arrays can be passed through without conversion).
  * - `RANKCORE_X86_64`: defined on x86-64; only then are AVX2 kernels compiled.
- * - `RANKCORE_TARGET_AVX2`: function attribute enabling AVX2+FMA for one function
+ * - `RANKCORE_TARGET_AVX2`: function attribute enabling AVX2+FMA+F16C for one function
  *   (GCC/Clang `target` attribute; empty on MSVC, which accepts the intrinsics
  *   without `/arch`). The build itself needs no global `-m` flags.
  * - `RANKCORE_ALWAYS_INLINE`: force-inline a function (for the ISA-independent loop
@@ -33,7 +33,7 @@
 #endif
 
 #if defined(RANKCORE_X86_64) && (defined(__GNUC__) || defined(__clang__))
-#define RANKCORE_TARGET_AVX2 __attribute__((target("avx2,fma")))
+#define RANKCORE_TARGET_AVX2 __attribute__((target("avx2,fma,f16c")))
 #elif defined(RANKCORE_X86_64)
 #define RANKCORE_TARGET_AVX2
 #endif

@@ -1,5 +1,5 @@
-"""The ``rankcore`` command line: ``demo``, ``rank``, ``recommend``, ``info``, ``serve``, ``batch``,
-``train``, ``eval``, ``index``, ``events``.
+"""The ``rankcore`` command line: ``demo``, ``rank``, ``recommend``, ``info``, ``quantize``,
+``serve``, ``batch``, ``train``, ``eval``, ``index``, ``events``.
 
 ``main(argv=None) -> int`` is the console-script entry point (``python -m rankcore`` too). Every
 subcommand has ``--help``; ``rankcore`` with no arguments prints the help and exits 2 (nothing was
@@ -7,8 +7,8 @@ done). A bad argument or a bad model gives a one-line ``rankcore: error: ...`` o
 non-zero exit status (2 for usage errors, 1 for everything else), never a traceback. Output into
 a closed pipe (``rankcore info DIR | head -1``) ends the command quietly with status 141, what a
 shell reports for a tool killed by SIGPIPE. One module per group of commands: ``models`` (demo,
-rank, info), ``recommend``, ``serving`` (serve, batch), ``training`` (train, eval), ``index``,
-``events`` (events export).
+rank, info), ``recommend``, ``quantize``, ``serving`` (serve, batch), ``training`` (train,
+eval), ``index``, ``events`` (events export).
 """
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from .args import EXIT_BROKEN_PIPE, PROG, CommandError
 from .events import configure_events_parser
 from .index import configure_index_parser
 from .models import VersionAction, add_model_commands
+from .quantize import configure_quantize_parser
 from .recommend import configure_recommend_parser
 from .serving import cmd_batch, cmd_serve, configure_serve_parser
 from .training import configure_eval_parser, configure_train_parser
@@ -41,6 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("recommend", help="catalog items for a user, or related items (GetRecommendations)")
     configure_recommend_parser(p)
+
+    p = sub.add_parser("quantize", help="store a model's item table as float16, bfloat16 or int8",
+                       description="Copy the model in SRC to DST with its item table stored in "
+                                   "--dtype (2x fewer bytes for float16/bfloat16, 4x for int8).")
+    configure_quantize_parser(p)
 
     p = sub.add_parser("serve", help="serve campaigns over the Personalize runtime HTTP API",
                        description="Serve GetPersonalizedRanking (POST /personalize-ranking) for "

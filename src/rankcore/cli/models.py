@@ -87,7 +87,8 @@ def model_info(model, path: str | None = None) -> dict:
         "n_users": model.n_users,
         "dim": model.dim,
         "padded_dim": int(table.padded_dim),
-        "dtype": str(table.data.dtype),
+        "dtype": table.dtype,
+        "item_table_bytes": int(table.nbytes),
         "item_bias": table.bias is not None,
         "context_fields": {f: len(ct.index) for f, ct in model.context.items()},
         "item_columns": {n: c.kind for n, c in model.item_columns.items()},
@@ -115,6 +116,7 @@ def cmd_info(args) -> int:
     print(f"users          {info['n_users']}")
     print(f"dim            {info['dim']} (padded to {info['padded_dim']}), {info['dtype']}"
           f"{', with item bias' if info['item_bias'] else ''}")
+    print(f"item table     {info['dtype']}, {info['item_table_bytes']} bytes")
     print(f"context        {fmt({k: f'{v} values' for k, v in info['context_fields'].items()})}")
     print(f"item metadata  {fmt(info['item_columns'])}")
     print(f"user metadata  {fmt(info['user_columns'])}")

@@ -167,7 +167,7 @@ def rank(user, table: ItemTable, candidates, *, k=None, backend=None) -> Ranking
             and (_ENV_KEY not in _ENV_DATA if backend is None else backend == "cpp")):
         # Native fast path: inputs already exact (float32 user, int64 candidates) are ranked in
         # one native call; anything else returns None and takes the general path below.
-        r = _rank_one(user, table._data, table._bias, table._dim, candidates, k, Ranking)
+        r = _rank_one(user, table._data, table._bias, table._dim, candidates, k, Ranking, table._scale)
         if r is not None:
             return r
     if type(table) is not ItemTable:
@@ -177,13 +177,14 @@ def rank(user, table: ItemTable, candidates, *, k=None, backend=None) -> Ranking
     impl = _backend.get_backend(backend)
     kk = _k(k)
     if impl is native.core and _rank_one is not None:  # converted: now the one-call path takes it
-        r = _rank_one(u[0], table._data, table._bias, table._dim, c, None if kk < 0 else kk, Ranking)
+        r = _rank_one(u[0], table._data, table._bias, table._dim, c, None if kk < 0 else kk, Ranking, table._scale)
         if r is not None:
             return r
     if not impl.CHECKS_USERS:
         reference.check_users(u)
     c = _private(c, impl)
-    p, it, s, lg, _ = impl.rank(u, table._data, table._bias, table._dim, c, None, False, kk, 1)
+    p, it, s, lg, _ = impl.rank(u, table._data, table._bias, table._dim, c, None, False, kk, 1,
+                                row_scale=table._scale)
     return Ranking(p, it, s, lg)
 
 
@@ -191,7 +192,7 @@ def score(user, table: ItemTable, candidates, *, backend=None) -> Scores:
     """Softmax probabilities and logits of one user's candidates, in input order."""
     if (_score_one is not None and type(table) is ItemTable
             and (_ENV_KEY not in _ENV_DATA if backend is None else backend == "cpp")):
-        r = _score_one(user, table._data, table._bias, table._dim, candidates, Scores)
+        r = _score_one(user, table._data, table._bias, table._dim, candidates, Scores, table._scale)
         if r is not None:
             return r
     _check_table(table)
@@ -199,12 +200,13 @@ def score(user, table: ItemTable, candidates, *, backend=None) -> Scores:
     c = _candidates(candidates, 1)
     impl = _backend.get_backend(backend)
     if impl is native.core and _score_one is not None:  # converted: now the one-call path takes it
-        r = _score_one(u[0], table._data, table._bias, table._dim, c, Scores)
+        r = _score_one(u[0], table._data, table._bias, table._dim, c, Scores, table._scale)
         if r is not None:
             return r
     if not impl.CHECKS_USERS:
         reference.check_users(u)
-    s, lg = impl.score(u, table._data, table._bias, table._dim, _private(c, impl), None, False, 1)
+    s, lg = impl.score(u, table._data, table._bias, table._dim, _private(c, impl), None, False, 1,
+                       row_scale=table._scale)
     return Scores(s, lg)
 
 
@@ -236,7 +238,7 @@ def rank_batch(users, table: ItemTable, candidates, offsets=None, *, k=None, bac
     if not impl.CHECKS_USERS:
         reference.check_users(u)
     p, it, s, lg, oo = impl.rank(u, table._data, table._bias, table._dim, _private(c, impl),
-                                 _private(o, impl), padded, _k(k), _threads(threads))
+                                 _private(o, impl), padded, _k(k), _threads(threads), row_scale=table._scale)
     return BatchRanking(p, it, s, lg, oo)
 
 
@@ -254,7 +256,7 @@ def score_batch(users, table: ItemTable, candidates, offsets=None, *, backend=No
     if not impl.CHECKS_USERS:
         reference.check_users(u)
     s, lg = impl.score(u, table._data, table._bias, table._dim, _private(c, impl), _private(o, impl),
-                       padded, _threads(threads))
+                       padded, _threads(threads), row_scale=table._scale)
     if shape is not None:
         s = s.reshape(shape)
         lg = lg.reshape(shape)

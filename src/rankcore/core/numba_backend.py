@@ -21,6 +21,7 @@ from llvmlite import ir
 from numba import njit, prange, types
 from numba.extending import intrinsic
 
+from .quantize import dequantize
 from .reference import NONFINITE_USER, check_offsets, check_users
 
 __all__ = ["score", "rank"]
@@ -433,7 +434,24 @@ def _raise_errors(errors):
         )
 
 
-def score(users, table, bias, dim, candidates, offsets, padded, threads=0):
+def _compact(users, table, bias, candidates, offsets, padded, row_scale):
+    """(float32 table, bias, candidates, rows) of a compressed table's distinct candidate rows,
+    dequantised once (int8: q * scale) for the float32 JIT kernels; ``rows[i]``: compact row i's row."""
+    offsets = _offsets(offsets, candidates.shape[0], users.shape[0])
+    _check(candidates, offsets, table.shape[0], padded, -1)
+    if (table.dtype == np.int8) != (row_scale is not None):
+        raise ValueError("row_scale is required for an int8 table and only for it")
+    valid = candidates >= 0
+    rows, inverse = np.unique(candidates[valid], return_inverse=True)
+    local = candidates.copy()
+    local[valid] = inverse
+    small = np.ascontiguousarray(dequantize(table, row_scale, rows))
+    return small, None if bias is None else bias[rows], local, rows
+
+
+def score(users, table, bias, dim, candidates, offsets, padded, threads=0, row_scale=None):
+    if table.dtype != _F32:
+        table, bias, candidates, _ = _compact(users, table, bias, candidates, offsets, padded, row_scale)
     check_users(users)
     offsets = _offsets(offsets, candidates.shape[0], users.shape[0])
     _check(candidates, offsets, table.shape[0], padded, -1)
@@ -448,7 +466,11 @@ def score(users, table, bias, dim, candidates, offsets, padded, threads=0):
     return scores, logits
 
 
-def rank(users, table, bias, dim, candidates, offsets, padded, k=-1, threads=0):
+def rank(users, table, bias, dim, candidates, offsets, padded, k=-1, threads=0, row_scale=None):
+    if table.dtype != _F32:
+        small, b, local, rows = _compact(users, table, bias, candidates, offsets, padded, row_scale)
+        positions, items, scores, logits, out_offsets = rank(users, small, b, dim, local, offsets, padded, k, threads)
+        return positions, rows[items], scores, logits, out_offsets
     if offsets is None and not padded and users.shape[0] == 1:
         has_bias = bias is not None
         j, value, err, positions, items, scores, logits, out_offsets = _rank_single(

@@ -17,6 +17,7 @@ import numpy as np
 from numba import njit, prange
 
 from .numba_backend import _dot_f32
+from .quantize import dequantize
 from .topk import check_args
 
 __all__ = ["topk"]
@@ -191,9 +192,16 @@ def _sorted_excludes(exclude, exclude_offsets, n_users):
     return rows, off
 
 
-def topk(users, table, bias, dim, k, allowed, exclude, exclude_offsets, scale, threads=0):
-    """numba backend of ``rankcore._core.topk`` (same arguments and results)."""
-    check_args(users, table, bias, dim, k, allowed, exclude, exclude_offsets, scale)
+def topk(users, table, bias, dim, k, allowed, exclude, exclude_offsets, scale, threads=0, row_scale=None):
+    """numba backend of ``rankcore._core.topk`` (same arguments and results).
+
+    A compressed table (float16, uint16 = bfloat16 bits, int8 with ``row_scale``) is dequantised to
+    float32 once per call (int8: q * scale), then scanned like a float32 one: the JIT scan reads
+    float32 rows only, so this backend gains no memory from compression.
+    """
+    check_args(users, table, bias, dim, k, allowed, exclude, exclude_offsets, scale, row_scale)
+    if table.dtype != np.float32:
+        table = np.ascontiguousarray(dequantize(table, row_scale))
     n_users, n_rows = users.shape[0], table.shape[0]
     kk = min(int(k), n_rows)
     has_bias = bias is not None

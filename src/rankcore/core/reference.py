@@ -17,10 +17,15 @@ Numerical policy (identical on every backend)
 * Order: descending score, equal scores keep input order; ``k`` keeps the first k of that order.
 * ``padded``: ``-1`` marks padding, which is neither scored nor ranked (score 0, logit -inf in
   ``score``).
+* Compressed tables (float16, uint16 = bfloat16 bits, int8 with ``row_scale``; see
+  ``core.quantize``): this reference dequantises the candidate rows and takes their dot products
+  in float64 (logits rounded to float32 once), the oracle the compressed kernels are held to.
 """
 from __future__ import annotations
 
 import numpy as np
+
+from .quantize import dequantize
 
 __all__ = ["score", "rank", "check_candidates", "check_offsets", "check_users", "valid_counts"]
 
@@ -76,17 +81,24 @@ def valid_counts(candidates: np.ndarray, offsets: np.ndarray, padded: bool) -> n
     return csum[offsets[1:]] - csum[offsets[:-1]]
 
 
-def _softmax(users_row, table, bias, dim, rows, b):
+def _softmax(users_row, table, bias, dim, rows, b, row_scale=None):
     with np.errstate(over="ignore", invalid="ignore"):
-        return _softmax_unchecked(users_row, table, bias, dim, rows, b)
+        return _softmax_unchecked(users_row, table, bias, dim, rows, b, row_scale)
 
 
-def _softmax_unchecked(users_row, table, bias, dim, rows, b):
-    emb = table[rows, :dim]
-    # a row-wise reduction, not a matmul: BLAS may round the same row differently at different
-    # positions, and a permutation of the candidates must not change any logit
-    logits = np.multiply(emb, users_row).sum(axis=1, dtype=np.float32)
-    if bias is not None:
+def _softmax_unchecked(users_row, table, bias, dim, rows, b, row_scale=None):
+    if table.dtype == np.float32:
+        emb = table[rows, :dim]
+        # a row-wise reduction, not a matmul: BLAS may round the same row differently at different
+        # positions, and a permutation of the candidates must not change any logit
+        logits = np.multiply(emb, users_row).sum(axis=1, dtype=np.float32)
+    else:  # compressed: dequantise and take the dot in float64
+        emb = dequantize(table, row_scale, rows, dim, np.float64)
+        logits = np.multiply(emb, users_row.astype(np.float64)).sum(axis=1)
+        if bias is not None:
+            logits = logits + bias[rows].astype(np.float64)
+        logits = logits.astype(np.float32)
+    if bias is not None and table.dtype == np.float32:
         logits = logits + bias[rows]
     logits = logits.astype(np.float32, copy=False)
     if logits.size == 0:
@@ -109,28 +121,35 @@ def _softmax_unchecked(users_row, table, bias, dim, rows, b):
     return (e / e.sum()).astype(np.float32), l64.astype(np.float32)
 
 
-def _requests(users, table, bias, dim, candidates, offsets, padded):
+def _requests(users, table, bias, dim, candidates, offsets, padded, row_scale=None):
     for b in range(offsets.shape[0] - 1):
         seg = candidates[offsets[b]:offsets[b + 1]]
         cols = np.flatnonzero(seg >= 0) if padded else np.arange(seg.shape[0])
-        scores, logits = _softmax(users[b], table, bias, dim, seg[cols], b)
+        scores, logits = _softmax(users[b], table, bias, dim, seg[cols], b, row_scale)
         yield b, cols, seg[cols], scores, logits
 
 
-def score(users, table, bias, dim, candidates, offsets, padded, threads=1):
+def _check_scale(table, row_scale):
+    if (table.dtype == np.int8) != (row_scale is not None):
+        raise ValueError("row_scale is required for an int8 table and only for it")
+
+
+def score(users, table, bias, dim, candidates, offsets, padded, threads=1, row_scale=None):
     """Scores and logits in input order (padding: score 0, logit -inf)."""
+    _check_scale(table, row_scale)
     offsets = check_offsets(offsets, candidates.shape[0], users.shape[0])
     check_candidates(candidates, offsets, table.shape[0], padded)
     scores = np.zeros(candidates.shape[0], dtype=np.float32)
     logits = np.full(candidates.shape[0], -np.inf, dtype=np.float32)
-    for b, cols, _, s, lg in _requests(users, table, bias, dim, candidates, offsets, padded):
+    for b, cols, _, s, lg in _requests(users, table, bias, dim, candidates, offsets, padded, row_scale):
         scores[offsets[b] + cols] = s
         logits[offsets[b] + cols] = lg
     return scores, logits
 
 
-def rank(users, table, bias, dim, candidates, offsets, padded, k=-1, threads=1):
+def rank(users, table, bias, dim, candidates, offsets, padded, k=-1, threads=1, row_scale=None):
     """Ranked positions, items, scores and logits, flat with per-request ``out_offsets``."""
+    _check_scale(table, row_scale)
     offsets = check_offsets(offsets, candidates.shape[0], users.shape[0])
     check_candidates(candidates, offsets, table.shape[0], padded)
     counts = valid_counts(candidates, offsets, padded)
@@ -143,7 +162,7 @@ def rank(users, table, bias, dim, candidates, offsets, padded, k=-1, threads=1):
     items = np.empty(total, dtype=np.int64)
     scores = np.empty(total, dtype=np.float32)
     logits = np.empty(total, dtype=np.float32)
-    for b, cols, rows, s, lg in _requests(users, table, bias, dim, candidates, offsets, padded):
+    for b, cols, rows, s, lg in _requests(users, table, bias, dim, candidates, offsets, padded, row_scale):
         order = np.argsort(-s, kind="stable")
         lo, hi = out_offsets[b], out_offsets[b + 1]
         order = order[: hi - lo]

@@ -19,6 +19,7 @@ import numpy as np
 from . import backend as _backend
 from . import native
 from .api import _check_table, _threads, _users
+from .quantize import dequantize
 from .reference import check_users
 
 __all__ = ["TopK", "BatchTopK", "topk", "topk_batch", "topk_py", "check_args"]
@@ -209,7 +210,8 @@ def topk(user, table, k, *, allowed=None, exclude=None, scale=1.0, threads=None,
     a = _allowed(allowed, table.n_items, 1, False)
     ex = None if exclude is None else _rows(exclude, "exclude").reshape(-1)
     rows, logits, scores, counts, lognorm = _impl(backend)(
-        u, table._data, table._bias, table._dim, kk, a, ex, None, _scale(scale), _threads(threads))
+        u, table._data, table._bias, table._dim, kk, a, ex, None, _scale(scale), _threads(threads),
+        row_scale=table._scale)
     c = int(counts[0])
     return TopK(rows[0, :c], logits[0, :c], scores[0, :c], lognorm[0])
 
@@ -229,15 +231,18 @@ def topk_batch(users, table, k, *, allowed=None, exclude=None, scale=1.0, thread
     a = _allowed(allowed, table.n_items, u.shape[0], True)
     ex, ex_off = _exclude_batch(exclude, u.shape[0])
     rows, logits, scores, counts, lognorm = _impl(backend)(
-        u, table._data, table._bias, table._dim, kk, a, ex, ex_off, _scale(scale), _threads(threads))
+        u, table._data, table._bias, table._dim, kk, a, ex, ex_off, _scale(scale), _threads(threads),
+        row_scale=table._scale)
     return BatchTopK(rows, logits, scores, counts, lognorm)
 
 
 # --------------------------------------------------------------------------- numpy backend
 
-def check_args(users, table, bias, dim, k, allowed, exclude, exclude_offsets, scale):
+def check_args(users, table, bias, dim, k, allowed, exclude, exclude_offsets, scale, row_scale=None):
     """The native function's checks, for the Python backends (ValueError / IndexError)."""
     n_rows = table.shape[0]
+    if (table.dtype == np.int8) != (row_scale is not None):
+        raise ValueError("row_scale is required for an int8 table and only for it")
     if dim < 1 or table.shape[1] < dim or users.shape[1] != dim:
         raise ValueError(f"users {users.shape} and table {table.shape} do not match dim={dim}")
     if n_rows < 1:
@@ -278,13 +283,13 @@ def _eligible(b, lo, hi, allowed, exclude, exclude_offsets):
     return ok
 
 
-def topk_py(users, table, bias, dim, k, allowed, exclude, exclude_offsets, scale, threads=0):
+def topk_py(users, table, bias, dim, k, allowed, exclude, exclude_offsets, scale, threads=0, row_scale=None):
     """NumPy backend (same arguments and results as the native ``topk``), logits in float64.
 
     The table is read in blocks of rows (so memory stays bounded); per block, every user's float64
     logits update a running log-sum-exp and a candidate list cut to the best ``k``.
     """
-    check_args(users, table, bias, dim, k, allowed, exclude, exclude_offsets, scale)
+    check_args(users, table, bias, dim, k, allowed, exclude, exclude_offsets, scale, row_scale)
     n_users, n_rows = users.shape[0], table.shape[0]
     kk = min(k, n_rows)
     u64 = users.astype(np.float64)
@@ -295,7 +300,9 @@ def topk_py(users, table, bias, dim, k, allowed, exclude, exclude_offsets, scale
     cand_r = [np.zeros(0, dtype=np.int64)] * n_users
     for lo in range(0, n_rows, block):
         hi = min(n_rows, lo + block)
-        lg = table[lo:hi, :dim].astype(np.float64) @ u64.T  # (rows, users)
+        part = table[lo:hi, :dim] if table.dtype == np.float32 else dequantize(
+            table[lo:hi], None if row_scale is None else row_scale[lo:hi], dim=dim, out_dtype=np.float64)
+        lg = part.astype(np.float64) @ u64.T  # (rows, users)
         if bias is not None:
             lg += bias[lo:hi, None].astype(np.float64)
         lg *= float(np.float32(scale))

@@ -287,8 +287,8 @@ class Model:
         if isinstance(item_embeddings, ItemTable):
             table = item_embeddings
             if item_bias is not None:
-                table = ItemTable.from_padded(table.data, table.dim,
-                                                 bias=_bias(item_bias, table.n_items))
+                table = ItemTable.from_padded(table.data, table.dim, bias=_bias(item_bias, table.n_items),
+                                              dtype=table.dtype, row_scale=table.row_scale)
         else:
             if _is_dataframe(item_embeddings):
                 item_embeddings = _frame_in_id_order(item_embeddings, item_index, "item_embeddings")
@@ -335,12 +335,13 @@ class Model:
                    user_columns=user_cols, history=history, training=training)
 
     # ----------------------------------------------------------------- save
-    def save(self, path: str | os.PathLike, *, checksums: bool = True) -> None:
+    def save(self, path: str | os.PathLike, *, checksums: bool = True, dtype: str | None = None) -> None:
         """Write the model directory (format in ``rankcore.model.storage``; overwrites files).
 
-        ``checksums`` stores a SHA-256 per file for ``load_model(verify=True)``.
+        ``checksums`` stores a SHA-256 per file for ``load_model(verify=True)``. ``dtype`` stores
+        the item table as "float32", "float16", "bfloat16" or "int8" (None: as held).
         """
-        write_model(self, path, checksums=checksums)
+        write_model(self, path, checksums=checksums, dtype=dtype)
 
 
 def _bias(bias, n: int) -> np.ndarray:

@@ -7,8 +7,10 @@ dtype, bytes, sha256}}). Every array is one little-endian C-order ``.npy`` file:
 
 * ``item_ids`` / ``user_ids`` / ``context.<FIELD>.ids``: ``.bytes.npy`` uint8 (UTF-8 IDs
   concatenated) and ``.offsets.npy`` int64 (n + 1,);
-* ``item_embeddings.npy`` float32 (N, padded_dim), padded_dim % 16 == 0, zero padding;
-  ``item_bias.npy`` float32 (N,) with ``has_item_bias``;
+* ``item_embeddings.npy`` (N, padded_dim) in the storage dtype named by the manifest's
+  ``item_dtype`` ("float32" when absent; "float16", "bfloat16" stored as uint16 bits, "int8"),
+  rows zero-padded to a multiple of 64 bytes (see ``rankcore.core.quantize``); ``item_scale.npy``
+  float32 (N,) for int8; ``item_bias.npy`` float32 (N,) with ``has_item_bias``;
 * ``user_embeddings.npy`` float32 (U, dim), ``cold_start.npy`` float32 (dim,),
   ``context.<FIELD>.vectors.npy`` float32 (n_values, dim);
 * ``item_columns.<NAME>.<part>.npy`` / ``user_columns...``: categorical ``codes`` int32,
@@ -38,6 +40,7 @@ import stat
 import numpy as np
 
 from ..core import ItemTable
+from ..core import quantize
 from ..core.table import aligned_zeros
 from ..errors import ModelFormatError
 from .columns import column_from_arrays
@@ -158,19 +161,25 @@ def _old_files(path: str) -> set:
             and n not in (os.curdir, os.pardir)}
 
 
-def write_model(model, path: str | os.PathLike, *, checksums: bool = True) -> None:
+def write_model(model, path: str | os.PathLike, *, checksums: bool = True, dtype: str | None = None) -> None:
     """Write ``model`` (a ``Model``) as a directory; ``checksums`` stores a SHA-256 per file.
 
+    ``dtype`` stores the item table as "float32", "float16", "bfloat16" or "int8" (None: as it is
+    held); a table held compressed is dequantised and rounded again for another dtype.
     Over an existing model, the files its manifest lists that the new model does not have are
     removed once the new manifest is in place; other files in the directory are left alone.
     """
     path = os.fspath(path)
+    table = model.item_table
+    if dtype is not None and quantize.check_dtype(dtype) != table.dtype:
+        table = ItemTable(table.embeddings, table.bias, dtype=dtype)
     os.makedirs(path, exist_ok=True)
     old = _old_files(path)
     w = _Writer(path, checksums)
-    table = model.item_table
     w.put_ids("item_ids", model.item_index)
     w.put("item_embeddings.npy", table.data)
+    if table.row_scale is not None:
+        w.put("item_scale.npy", table.row_scale)
     if table.bias is not None:
         w.put("item_bias.npy", np.asarray(table.bias, dtype=np.float32))
     w.put_ids("user_ids", model.user_index)
@@ -190,7 +199,7 @@ def write_model(model, path: str | os.PathLike, *, checksums: bool = True) -> No
     w.put("history.timestamps.npy", h.timestamps)
     manifest = {
         "format": FORMAT_NAME, "version": FORMAT_VERSION,
-        "dim": model.dim, "padded_dim": int(table.padded_dim),
+        "dim": model.dim, "padded_dim": int(table.padded_dim), "item_dtype": table.dtype,
         "n_items": model.n_items, "n_users": model.n_users,
         "has_item_bias": table.bias is not None,
         "context": {f: {"n_values": len(ct.index)} for f, ct in model.context.items()},
@@ -305,13 +314,17 @@ class _Loader:
         except (ValueError, TypeError, KeyError) as exc:
             raise ModelFormatError(f"{file0}: invalid column ({exc})") from None
 
-    def item_table(self, n_items: int, dim: int, pdim: int, has_bias: bool) -> ItemTable:
-        data = self.array("item_embeddings.npy", np.float32, (n_items, pdim))
+    def item_table(self, n_items: int, dim: int, pdim: int, has_bias: bool, dtype: str) -> ItemTable:
+        data = self.array("item_embeddings.npy", quantize.STORAGE[dtype], (n_items, pdim))
         bias = self.finite_array("item_bias.npy", np.float32, (n_items,)) if has_bias else None
+        scale = self.finite_array("item_scale.npy", np.float32, (n_items,)) if dtype == "int8" else None
         try:
             if data.ctypes.data % 64:  # a read (not mapped) array need not be 64-byte aligned: copy once
-                return ItemTable(data[:, :dim], bias=bias)
-            return ItemTable.from_padded(data, dim, bias=bias, check_finite=self.verify)
+                aligned = aligned_zeros(n_items, pdim, data.dtype)
+                aligned[:] = data
+                data = aligned
+            return ItemTable.from_padded(data, dim, bias=bias, check_finite=self.verify, dtype=dtype,
+                                         row_scale=scale)
         except ValueError as exc:
             raise ModelFormatError(f"{self.file('item_embeddings.npy')}: {exc}") from None
 
@@ -368,7 +381,7 @@ def _field(manifest: dict, mpath: str, key: str, kind: type, default=None):
     return value
 
 
-_JSON_TYPES = {int: "integer", bool: "true/false", dict: "object", list: "array"}
+_JSON_TYPES = {int: "integer", bool: "true/false", dict: "object", list: "array", str: "string"}
 
 
 def read_model(path: str | os.PathLike, *, mmap: bool = True, verify: bool = False) -> dict:
@@ -386,10 +399,14 @@ def read_model(path: str | os.PathLike, *, mmap: bool = True, verify: bool = Fal
     user_spec = _field(manifest, mpath, "user_columns", dict, {})
     event_types = tuple(_field(manifest, mpath, "event_types", list, []))
     has_bias = _field(manifest, mpath, "has_item_bias", bool, False)
+    dtype = _field(manifest, mpath, "item_dtype", str, "float32")
+    if dtype not in quantize.DTYPES:
+        raise ModelFormatError(f"{mpath}: unknown item_dtype {dtype!r} (expected one of "
+                               f"{', '.join(quantize.DTYPES)})")
     if not all(isinstance(e, str) for e in event_types):
         raise ModelFormatError(f"{mpath}: 'event_types' must be a list of strings")
     training = _field(manifest, mpath, "training", dict, {})
-    if dim < 1 or pdim < dim or pdim % 16 or n_items < 1 or n_users < 0:
+    if dim < 1 or pdim != quantize.padded_dim(dim, dtype) or n_items < 1 or n_users < 0:
         raise ModelFormatError(f"{mpath}: inconsistent sizes dim={dim} padded_dim={pdim} "
                                f"n_items={n_items} n_users={n_users}")
     for name in list(context_spec) + list(item_spec) + list(user_spec):
@@ -398,7 +415,7 @@ def read_model(path: str | os.PathLike, *, mmap: bool = True, verify: bool = Fal
 
     ld = _Loader(path, manifest, mmap, verify)
     item_index = ld.ids("item_ids", n_items)
-    item_table = ld.item_table(n_items, dim, pdim, has_bias)
+    item_table = ld.item_table(n_items, dim, pdim, has_bias, dtype)
     user_index = ld.ids("user_ids", n_users)
     user_embeddings = ld.finite_array("user_embeddings.npy", np.float32, (n_users, dim))
     cold_start = ld.finite_array("cold_start.npy", np.float32, (dim,))
