@@ -370,3 +370,26 @@ def test_quantize_and_info_commands(tmp_path, capsys):
     assert "already holds a model" in capsys.readouterr().err
     assert cli_main(["quantize", str(tmp_path / "src"), str(tmp_path / "x"), "--dtype", "int4"]) == 2
     assert "invalid choice: 'int4'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "int8"])
+def test_fold_in_related_items_and_events_on_compressed_tables(dtype, tmp_path):
+    """Fold-in, related items and the logit scale read float rows of a compressed table, never
+    its raw stored codes."""
+    from rankcore.train.temperature import with_logit_scale
+
+    model = rankcore.datasets.synthetic(n_users=20, n_items=300, dim=16, seed=2, item_bias=True)
+    model.training["regularization"] = 0.01
+    model.save(tmp_path / "m", dtype=dtype)
+    small = rankcore.load_model(tmp_path / "m")
+    assert small.item_table.dtype == dtype
+    want = model.fold_in(["1", "2", "3"])
+    got = small.fold_in(["1", "2", "3"])
+    np.testing.assert_allclose(got, want, rtol=0.05, atol=0.05)
+    rows = small.item_table.vectors[[4, 9]]
+    np.testing.assert_allclose(rows, model.item_table.embeddings[[4, 9]], rtol=0.05, atol=0.05)
+    related = rankcore.Campaign(small).recommend(item_id="4", k=10)
+    exact = rankcore.Campaign(model).recommend(item_id="4", k=10)
+    assert len(set(related.item_ids) & set(exact.item_ids)) >= 8
+    scaled = with_logit_scale(small, 2.0)
+    assert scaled.item_table.dtype == dtype

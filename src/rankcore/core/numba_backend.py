@@ -80,11 +80,8 @@ def _dot_f32(table, row, users, b, dim):
 
 @njit(cache=True, nogil=True, locals={"acc": numba.float32, "m": numba.float32, "e": numba.float32})
 def _softmax_request(users, b, table, bias, has_bias, dim, cands, start, end, scores, logits):
-    """Scores and logits of request ``b`` into ``scores/logits[start:end]``.
-
-    Returns -1, or the item row whose logit is not finite even when recomputed in float64 (NaN or
-    inf in the table, bias or user vector).
-    """
+    """Scores and logits of request ``b`` into ``scores/logits[start:end]``; returns -1, or the
+    row whose logit is not finite even in float64 (NaN/inf in the table, bias or user)."""
     m = -np.inf
     finite = True
     for j in range(start, min(end, start + PREFETCH_DISTANCE)):

@@ -228,6 +228,14 @@ class ItemTable:
         return _q.dequantize(self._data, self._scale, dim=self._dim)
 
     @property
+    def vectors(self):
+        """Rows by index as float32 (``table.vectors[rows]`` -> (len(rows), d)), without
+        dequantising the whole table: the unpadded view itself for float32 tables."""
+        if self._dtype == "float32":
+            return self._data[:, : self._dim]
+        return _RowVectors(self)
+
+    @property
     def bias(self):
         return self._bias
 
@@ -238,3 +246,24 @@ class ItemTable:
         return (f"ItemTable(n_items={self.n_items}, dim={self.dim}, padded_dim={self.padded_dim}, "
                 f"dtype={self._dtype}, bias={'yes' if self._bias is not None else 'no'})")
 
+
+class _RowVectors:
+    """``table.vectors`` of a compressed table: ``[rows]`` dequantises only those rows."""
+
+    __slots__ = ("_table",)
+
+    def __init__(self, table: ItemTable):
+        self._table = table
+
+    @property
+    def shape(self) -> tuple:
+        return (self._table.n_items, self._table.dim)
+
+    def __len__(self) -> int:
+        return self._table.n_items
+
+    def __getitem__(self, rows) -> np.ndarray:
+        t = self._table
+        idx = np.atleast_1d(np.asarray(rows, dtype=np.int64))
+        out = _q.dequantize(t._data, t._scale, rows=idx, dim=t._dim)
+        return out[0] if np.ndim(rows) == 0 else out

@@ -143,7 +143,7 @@ def _user_vectors(model: Model, split: Split, item_rows: np.ndarray) -> np.ndarr
         raise ValueError("the model's training metadata has no 'regularization' for fold-in; "
                          "set model.training['regularization'] (implicit's default is 0.01)")
     alpha = float(model.training.get("alpha", 1.0))
-    vectors = model.item_table.data[:, :model.dim]
+    vectors = model.item_table.embeddings
     x = solve_users(vectors, item_gram(vectors), float(reg), indptr, items, counts * alpha)
     x = (x * float(model.training.get("logit_scale", 1.0))).astype(np.float32)
     x[np.diff(indptr) == 0] = model.cold_start
@@ -178,7 +178,7 @@ def evaluate_split(model: Model, frame, split: Split, *, use: np.ndarray | None 
         indptr = np.zeros(len(split) + 1, np.int64)
         np.cumsum(np.bincount(owner, minlength=len(split)), out=indptr[1:])
         seen = (indptr, rows)
-    vectors = model.item_table.data[:, :model.dim]
+    vectors = model.item_table.embeddings
     bias = None if model.item_bias is None else np.asarray(model.item_bias)
     recs = catalog_top_k(user_vecs, vectors, TOP_K, item_bias=bias, exclude=seen, progress=progress)
 

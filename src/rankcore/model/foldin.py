@@ -34,7 +34,7 @@ def item_gram(item_vectors: np.ndarray, block: int = 1 << 16) -> np.ndarray:
 def _model_gram(model) -> np.ndarray:
     cached = _GRAMS.get(model)
     if cached is None or cached[0] is not model.item_table:
-        cached = (model.item_table, item_gram(model.item_table.data[:, :model.dim]))
+        cached = (model.item_table, item_gram(model.item_table.embeddings))
         _GRAMS[model] = cached
     return cached[1]
 
@@ -104,6 +104,6 @@ def fold_in(model, item_ids: Sequence[str], weights=None) -> np.ndarray:
     scale = _training_number(model, "logit_scale", 1.0)
     items, inverse = np.unique(rows[known], return_inverse=True)
     conf = np.bincount(inverse, weights=w[known]) * alpha
-    vectors = model.item_table.data[:, :model.dim]
+    vectors = model.item_table.vectors
     x = solve_users(vectors, _model_gram(model), reg, np.array([0, len(items)]), items, conf)[0]
     return (x * scale).astype(np.float32)

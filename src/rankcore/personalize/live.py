@@ -187,9 +187,9 @@ class LiveState:
         training = model.training
         alpha = float(training.get("alpha") or 1.0)
         reg = float(training.get("regularization") or DEFAULT_REGULARIZATION)
-        vectors = model.item_table.data[:, :model.dim]
+        vectors = model.item_table.vectors
         if self._gram is None:
-            self._gram = item_gram(vectors)
+            self._gram = item_gram(model.item_table.embeddings)
         f = solve_users(vectors, self._gram, reg, np.array(indptr), np.array(indices, dtype=np.int64),
                         np.array(conf) * alpha)
         rows = model.user_index.lookup(solved)

@@ -224,7 +224,7 @@ def _query(campaign, user_id, item_id, context) -> tuple:
     if row < 0:
         raise InvalidInputException(f"Item {item_id!r} is not in the model: related items need an "
                                     "itemId the model knows")
-    return campaign.model.item_table.embeddings[row], np.array([row], dtype=np.int64)
+    return campaign.model.item_table.vectors[row], np.array([row], dtype=np.int64)
 
 
 # --------------------------------------------------------------------------- results

@@ -95,8 +95,8 @@ class CampaignRegistry:
     server kills it with SIGBUS on the next request that touches the lost pages (MAP_PRIVATE
     faults the same way), and an in-place overwrite of a mapped file changes the answers of the
     running model, row by row, before its manifest says so. A private copy costs resident memory
-    equal to the model's files (the item table dominates: n_items x padded_dim x 4 bytes), per
-    worker process, and the page cache holds the files' pages until the kernel needs them.
+    equal to the model's files (the item table dominates: n_items x padded_dim x the bytes of its
+    dtype), per worker process, and the page cache holds the files' pages until the kernel needs them.
 
     Which writes are safe: anything. A new model is picked up when a file of the directory
     changes and then stays unchanged for one check (the watcher waits for the directory to

@@ -100,7 +100,8 @@ def with_logit_scale(model: Model, scale: float) -> Model:
     table = model.item_table
     if table.bias is not None:
         table = ItemTable.from_padded(table.data, table.dim,
-                                      bias=np.asarray(table.bias, dtype=np.float32) * factor)
+                                      bias=np.asarray(table.bias, dtype=np.float32) * factor,
+                                      dtype=table.dtype, row_scale=table.row_scale)
     context = {f: ContextTable(ct.index, ct.vectors * factor) for f, ct in model.context.items()}
     training = dict(model.training, logit_scale=scale)
     return Model(item_index=model.item_index, item_table=table, user_index=model.user_index,
