@@ -87,6 +87,13 @@ def configure_serve_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tracking-id", action="append", default=[], metavar="CAMPAIGN=ID",
                    help="PutEvents tracking ID of CAMPAIGN (repeatable; default: a UUID derived "
                         "from the campaign ARN, printed at start-up)")
+    p.add_argument("--event-retention-days", type=positive_float, default=None, metavar="DAYS",
+                   help="with --event-store: drop events received more than DAYS ago (default: keep)")
+    p.add_argument("--event-retention-rows", type=positive_int, default=None, metavar="N",
+                   help="with --event-store: keep only the newest N events (default: keep all)")
+    p.add_argument("--event-compact-interval", type=positive_float, default=None, metavar="S",
+                   help="seconds between compactions of the event store, which apply the retention "
+                        "and keep the newest row per item and user (default 3600)")
     p.add_argument("--backend", default=None, help="kernel backend (cpp, numba, numpy; default: best)")
     p.add_argument("--log-level", default=None, choices=("critical", "error", "warning", "info", "debug"),
                    help="log level (default warning)")

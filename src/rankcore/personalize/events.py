@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 
 from ..errors import EventStoreError, InvalidInputException, ResourceNotFoundException
@@ -49,12 +50,18 @@ class EventFeed:
         Where puts are written; default a ``MemoryEventLog`` (nothing survives the process).
     poll_interval : float
         Seconds between polls of the background thread (``start``).
+    compact_interval : float, optional
+        With a store: seconds between ``store.compact()`` runs of the background thread (retention
+        and newest-row-per-item/user); None never compacts.
     """
 
-    def __init__(self, store=None, *, poll_interval: float = POLL_INTERVAL):
+    def __init__(self, store=None, *, poll_interval: float = POLL_INTERVAL,
+                 compact_interval: float | None = None):
         self.store = store if store is not None else MemoryEventLog()
         self.in_memory = store is None
         self.poll_interval = poll_interval
+        self.compact_interval = None if store is None else compact_interval
+        self._compacted = float("-inf")
         self._lock = threading.RLock()  # one applier at a time; attach and catch_up
         self._campaigns: dict = {}      # campaign name -> Campaign
         self._tracking: dict = {}       # tracking ID -> campaign name
@@ -210,11 +217,23 @@ class EventFeed:
             while not self._stop.wait(self.poll_interval):
                 try:
                     self.catch_up()
+                    self.maybe_compact()
                 except Exception:  # keep polling whatever one poll met
                     log.exception("applying stored events")
 
         self._thread = threading.Thread(target=run, name="rankcore-events", daemon=True)
         self._thread.start()
+
+    def maybe_compact(self, now: float | None = None) -> dict | None:
+        """Compact the store when ``compact_interval`` has passed since the last time."""
+        now = time.monotonic() if now is None else now
+        if self.compact_interval is None or now - self._compacted < self.compact_interval:
+            return None
+        self._compacted = now
+        deleted = self.store.compact()
+        if any(deleted.values()):
+            log.info("event store compacted: %s rows deleted", deleted)
+        return deleted
 
     def close(self) -> None:
         """Stop the background thread and close the store."""

@@ -27,7 +27,8 @@ _SETTINGS = {"host": DEFAULT_HOST, "port": DEFAULT_PORT, "workers": 1, "region":
              "log_level": "warning", "reload_timeout": DEFAULT_RELOAD_TIMEOUT,
              "max_body_bytes": DEFAULT_MAX_BODY_BYTES, "allow_unsigned_payload": False,
              "console": None,
-             "event_store": None,
+             "event_store": None, "event_retention_days": None, "event_retention_rows": None,
+             "event_compact_interval": 3600.0,
              **DEFAULT_LIMITS}
 
 

@@ -29,9 +29,17 @@ def parse_tracking_id(text: str) -> tuple:
 
 
 def open_feed(settings: dict) -> EventFeed:
-    """The process's feed: the ``event_store`` file of the settings, or memory without one."""
+    """The process's feed: the ``event_store`` file of the settings, or memory without one.
+
+    With a store, its retention (``event_retention_days``/``_rows``) is applied by a compaction
+    every ``event_compact_interval`` seconds, the first one at start-up.
+    """
     path = settings.get("event_store")
-    return EventFeed(EventStore(path) if path else None)
+    if not path:
+        return EventFeed(None)
+    store = EventStore(path, retention_days=settings.get("event_retention_days"),
+                       retention_rows=settings.get("event_retention_rows"))
+    return EventFeed(store, compact_interval=settings.get("event_compact_interval"))
 
 
 def _request(params, *keys) -> list:
