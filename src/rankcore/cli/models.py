@@ -12,11 +12,11 @@ from ..personalize import Campaign, Client
 from .args import (PROG, CommandError, context_arg, filter_values_arg, merge_dicts, metadata_arg,
                    positive_int)
 
-__all__ = ["add_model_commands", "cmd_demo", "cmd_rank", "cmd_info", "backend_description", "model_info", "VersionAction"]
+__all__ = ["add_model_commands", "add_request_options", "cmd_demo", "cmd_rank", "cmd_info", "backend_description", "model_info", "VersionAction"]
 
 
 # --------------------------------------------------------------------------- commands
-def _load(path: str):
+def load_model_dir(path: str):
     if not os.path.isdir(path):
         raise CommandError(f"{path}: not a directory")
     return load_model(path, mmap=True)
@@ -35,10 +35,9 @@ def cmd_demo(args) -> int:
     return 0
 
 
-def cmd_rank(args) -> int:
-    model = _load(args.model)
-    campaign = Campaign(model, name=args.campaign_name)
-    request = {"campaignArn": campaign.arn, "userId": args.user_id, "inputList": args.input_list}
+def add_request_options(request: dict, args, campaign) -> None:
+    """``--context``, ``--filter-expression``/``--filter-values`` and ``--metadata-columns`` into
+    a request dict (the filter is created on ``campaign``)."""
     context = merge_dicts(args.context)
     if context:
         request["context"] = context
@@ -52,6 +51,13 @@ def cmd_rank(args) -> int:
     meta = merge_dicts(args.metadata_columns)
     if meta:
         request["metadataColumns"] = meta
+
+
+def cmd_rank(args) -> int:
+    model = load_model_dir(args.model)
+    campaign = Campaign(model, name=args.campaign_name)
+    request = {"campaignArn": campaign.arn, "userId": args.user_id, "inputList": args.input_list}
+    add_request_options(request, args, campaign)
     client = Client([campaign], max_input_items=args.max_input_items)
     response = client.get_personalized_ranking(**request)
     response.pop("ResponseMetadata", None)
@@ -100,7 +106,7 @@ def model_info(model, path: str | None = None) -> dict:
 
 
 def cmd_info(args) -> int:
-    info = model_info(_load(args.dir), args.dir)
+    info = model_info(load_model_dir(args.dir), args.dir)
     build = build_info()
     info["backend"] = build["default_backend"]
     info["simd_kernel"] = build["simd_kernel"]

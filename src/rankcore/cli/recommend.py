@@ -11,9 +11,9 @@ import argparse
 import json
 
 from ..personalize import Campaign, Client
-from .args import CommandError, context_arg, filter_values_arg, json_object_arg, merge_dicts
+from .args import CommandError, context_arg, filter_values_arg, json_object_arg
 from .args import metadata_arg, positive_int
-from .models import _load
+from .models import add_request_options, load_model_dir
 
 __all__ = ["configure_recommend_parser", "cmd_recommend"]
 
@@ -63,27 +63,15 @@ def _promotion(campaign: Campaign, spec: dict) -> dict:
 def cmd_recommend(args) -> int:
     if args.user_id is None and args.item_id is None:
         raise CommandError("give --user-id or --item-id")
-    campaign = Campaign(_load(args.model), name=args.campaign_name)
+    campaign = Campaign(load_model_dir(args.model), name=args.campaign_name)
     request = {"campaignArn": campaign.arn, "numResults": args.num_results}
     if args.user_id is not None:
         request["userId"] = args.user_id
     if args.item_id is not None:
         request["itemId"] = args.item_id
-    context = merge_dicts(args.context)
-    if context:
-        request["context"] = context
-    if args.filter_values is not None and args.filter_expression is None:
-        raise CommandError("--filter-values needs --filter-expression")
-    if args.filter_expression is not None:
-        request["filterArn"] = campaign.create_filter("cli", args.filter_expression)
-        filter_values = merge_dicts(args.filter_values)
-        if filter_values:
-            request["filterValues"] = filter_values
+    add_request_options(request, args, campaign)
     if args.promotion is not None:
         request["promotions"] = [_promotion(campaign, args.promotion)]
-    meta = merge_dicts(args.metadata_columns)
-    if meta:
-        request["metadataColumns"] = meta
     response = Client([campaign]).get_recommendations(**request)
     response.pop("ResponseMetadata", None)
     print(json.dumps(response, indent=4, ensure_ascii=False))

@@ -23,6 +23,7 @@ import numpy as np
 
 from ..core import TopK, topk
 from ..errors import ModelFormatError
+from .storage import sha256_file
 
 __all__ = ["AnnIndex", "EXACT_BELOW", "KINDS", "SIDECAR", "augment"]
 
@@ -53,14 +54,6 @@ def augment(embeddings: np.ndarray, bias) -> np.ndarray:
     out[:, :d] = embeddings
     out[:, d] = 0.0 if bias is None else bias
     return out
-
-
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _positive_int(value, what: str, allow_none: bool = True):
@@ -413,7 +406,7 @@ class AnnIndex:
             entries = doc["indexes"] if doc.get("format") == SIDECAR_FORMAT else {}
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             entries = {}
-        entries[self.kind] = {"file": name, "sha256": _sha256(path), "bytes": os.path.getsize(path),
+        entries[self.kind] = {"file": name, "sha256": sha256_file(path), "bytes": os.path.getsize(path),
                               "kind": self.kind, "params": self.params, "n_items": self.n_items,
                               "dim": self.dim, "fingerprint": self._fingerprint()}
         doc = {"format": SIDECAR_FORMAT, "version": SIDECAR_VERSION, "indexes": entries}
@@ -458,7 +451,7 @@ class AnnIndex:
                                    f"not match the model ({model.n_items} x {model.dim})")
         if os.path.getsize(path) != e.get("bytes"):
             raise ModelFormatError(f"{path}: size {os.path.getsize(path)} != {e.get('bytes')} recorded")
-        if verify and _sha256(path) != e.get("sha256"):
+        if verify and sha256_file(path) != e.get("sha256"):
             raise ModelFormatError(f"{path}: SHA-256 mismatch")
         faiss = _faiss()
         index, mmapped = None, False

@@ -114,7 +114,8 @@ def _read_npy(f, name: str) -> np.ndarray:
     return arr
 
 
-def _sha256(path: str) -> str:
+def sha256_file(path: str) -> str:
+    """The SHA-256 hex digest of a file, read in 4 MiB pieces."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 22), b""):
@@ -139,7 +140,7 @@ class _Writer:
         os.replace(tmp, target)  # never truncate a file that may be memory-mapped
         entry = {"shape": list(arr.shape), "dtype": arr.dtype.str, "bytes": os.path.getsize(target)}
         if self.checksums:
-            entry["sha256"] = _sha256(target)
+            entry["sha256"] = sha256_file(target)
         self.files[name] = entry
 
     def put_ids(self, prefix: str, index) -> None:
@@ -259,7 +260,7 @@ class _Loader:
             if nbytes is not None and size != nbytes:
                 raise ModelFormatError(f"{file}: size {size} bytes, manifest says {nbytes} "
                                        "(truncated or corrupt file)")
-            if self.verify and entry.get("sha256") and _sha256(file) != entry["sha256"]:
+            if self.verify and entry.get("sha256") and sha256_file(file) != entry["sha256"]:
                 raise ModelFormatError(f"{file}: SHA-256 checksum mismatch (corrupt file)")
             try:
                 arr = (np.load(file, mmap_mode="r", allow_pickle=False) if self.mmap

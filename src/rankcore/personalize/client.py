@@ -112,12 +112,7 @@ class Client:
     def get_personalized_ranking(self, **params) -> dict:
         """GetPersonalizedRanking with boto3's keyword arguments; returns boto3's response dict."""
         response = self._rank_request(params).to_response()
-        request_id = new_uuid()
-        response["ResponseMetadata"] = {
-            "RequestId": request_id, "HTTPStatusCode": 200,
-            "HTTPHeaders": {"content-type": "application/json", "x-amzn-requestid": request_id},
-            "RetryAttempts": 0}
-        return response
+        return _with_metadata(response)
 
     def get_personalized_ranking_json(self, params: Mapping) -> tuple:
         """GetPersonalizedRanking straight to the wire: ``(body, request_id)``.
@@ -163,12 +158,7 @@ class Client:
         ``promotions`` (at most 1) and ``metadataColumns``. ``recommenderArn`` is refused.
         """
         response = self._recommend_request(params).to_response()
-        request_id = new_uuid()
-        response["ResponseMetadata"] = {
-            "RequestId": request_id, "HTTPStatusCode": 200,
-            "HTTPHeaders": {"content-type": "application/json", "x-amzn-requestid": request_id},
-            "RetryAttempts": 0}
-        return response
+        return _with_metadata(response)
 
     def get_recommendations_json(self, params: Mapping) -> tuple:
         """GetRecommendations straight to the wire: ``(body bytes, request ID)``, as
@@ -179,3 +169,13 @@ class Client:
 
     def can_paginate(self, operation_name: str) -> bool:
         return False
+
+
+def _with_metadata(response: dict) -> dict:
+    """``response`` with boto3's ``ResponseMetadata`` (a new request ID)."""
+    request_id = new_uuid()
+    response["ResponseMetadata"] = {
+        "RequestId": request_id, "HTTPStatusCode": 200,
+        "HTTPHeaders": {"content-type": "application/json", "x-amzn-requestid": request_id},
+        "RetryAttempts": 0}
+    return response
