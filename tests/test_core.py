@@ -508,7 +508,15 @@ def test_every_sort_path(backend, K, shape):
     cands = rng.permutation(K)
     full = rankcore.score(user, t, cands, backend=backend).scores
     expected = np.argsort(-full, kind="stable")
-    for k in (None, 1, 3, K // 2):
+    for k in (None, 1, 3, 25, 32, 33, K // 2):
+        if k is not None and k > K:
+            continue
         r = rankcore.rank(user, t, cands, k=k, backend=backend)
         np.testing.assert_array_equal(r.positions, expected[: len(r)])
         np.testing.assert_array_equal(r.scores, full[r.positions])
+    # worst case of the one-pass selection: candidates worst first, each one a new best
+    worst_first = cands[np.argsort(full, kind="stable")]
+    rev = rankcore.score(user, t, worst_first, backend=backend).scores
+    for k in (3, 32):
+        r = rankcore.rank(user, t, worst_first, k=k, backend=backend)
+        np.testing.assert_array_equal(r.positions, np.argsort(-rev, kind="stable")[:k])

@@ -308,7 +308,9 @@ def test_recommend_many_matches_recommend(setup):
         want = campaign.recommend(users[i], items[i], 7, filter=arns["include"], filter_values=fvs[i])
         c = int(counts[i])
         np.testing.assert_array_equal(rows[i, :c], want.item_rows)
-        np.testing.assert_array_equal(scores[i, :c], want.scores)
+        # same rows and logits; the normaliser of a batch may differ from a single call's by float32
+        # rounding of its running max (topk.h, numerical policy)
+        np.testing.assert_allclose(scores[i, :c], want.scores, rtol=1e-7, atol=0)
     assert counts[4] == counts[5] == 0
 
 

@@ -122,6 +122,21 @@ def test_ties_in_catalog_order(impl):
     np.testing.assert_allclose(res.scores, 1 / 50, rtol=1e-12)
 
 
+def test_ties_found_out_of_catalog_order(impl):
+    # The native scan reads a single user's catalog as several runs side by side, so a tied row
+    # with a lower index (row 300, early in the first run) can be read after one with a higher
+    # index (row 1300, start of the second run): the lower row must still win the tie.
+    emb = np.zeros((5000, 8), dtype=np.float32)
+    emb[:, 0] = np.linspace(-1, 0, 5000, dtype=np.float32)
+    emb[[300, 1300, 4999], 0] = 2.0
+    user = np.ones(8, dtype=np.float32)
+    table = rankcore.ItemTable(emb)
+    for k, want in [(1, [300]), (2, [300, 1300]), (3, [300, 1300, 4999])]:
+        np.testing.assert_array_equal(rankcore.topk(user, table, k, backend=impl).items, want)
+    res = rankcore.topk(user, table, 2, exclude=[300], backend=impl)
+    np.testing.assert_array_equal(res.items, [1300, 4999])
+
+
 def test_mask_and_exclude_count_in_normaliser_never_returned(impl):
     rng = np.random.default_rng(11)
     emb, b = int_table(rng, 400, 9)

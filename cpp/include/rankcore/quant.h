@@ -261,12 +261,69 @@ struct Avx2QRowDot {
     }
 };
 
+/**
+ * dot_q_avx2 for dim = 8 * NV + tail with the user vector held in registers (loaded once per
+ * gather, not once per row). The same accumulators in the same order as dot_q_avx2: vector v of
+ * the 32-element body goes to acc[v % 4], the 8-element rest to acc0, the tail to acc1, and the
+ * sum is (acc0 + acc1) + (acc2 + acc3); so a row's logit is bitwise the one dot_q_avx2 gives.
+ */
+template <class W, int NV>
+struct Avx2RegisterQRowDot {
+    __m256 u[NV > 0 ? NV : 1];
+    __m256i mask;
+    __m256 u_tail;
+    std::size_t tail;
+
+    RANKCORE_TARGET_AVX2 Avx2RegisterQRowDot(const float* user, std::size_t tail_elems) noexcept
+        : mask(avx2_tail_mask(tail_elems)),  // tail == 0: no lane set, nothing is read
+          u_tail(_mm256_maskload_ps(user + 8 * NV, mask)),
+          tail(tail_elems) {
+        u[0] = _mm256_setzero_ps();
+        for (int v = 0; v < NV; ++v) u[v] = _mm256_loadu_ps(user + 8 * v);
+    }
+
+    RANKCORE_TARGET_AVX2 float operator()(const typename W::T* row) const noexcept {
+        __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+        constexpr int body = NV & ~3;
+        for (int v = 0; v < body; ++v) acc[v % 4] = _mm256_fmadd_ps(W::load8(row + 8 * v), u[v], acc[v % 4]);
+        for (int v = body; v < NV; ++v) acc[0] = _mm256_fmadd_ps(W::load8(row + 8 * v), u[v], acc[0]);
+        if (tail) acc[1] = _mm256_fmadd_ps(avx2_load_tail<W>(row + 8 * NV, tail), u_tail, acc[1]);
+        return avx2_hsum(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
+    }
+};
+
 template <class W>
 RANKCORE_TARGET_AVX2 inline void gather_q_avx2(const void* table, index_t ld, index_t dim, const float* user,
                                                const index_t* rows, index_t n, const float* bias,
                                                const float* row_scale, float* out) noexcept {
-    gather_rows(static_cast<const typename W::T*>(table), ld, dim, rows, n, bias, out,
-                Avx2QRowDot<W>{user, static_cast<std::size_t>(dim)}, row_scale);
+    const auto* t = static_cast<const typename W::T*>(table);
+    const std::size_t tail = static_cast<std::size_t>(dim % 8);
+    switch (dim / 8) {
+#define RANKCORE_GATHER_Q_CASE(NV) \
+    case NV:                       \
+        return gather_rows(t, ld, dim, rows, n, bias, out, Avx2RegisterQRowDot<W, NV>(user, tail), row_scale);
+        RANKCORE_GATHER_Q_CASE(0)
+        RANKCORE_GATHER_Q_CASE(1)
+        RANKCORE_GATHER_Q_CASE(2)
+        RANKCORE_GATHER_Q_CASE(3)
+        RANKCORE_GATHER_Q_CASE(4)
+        RANKCORE_GATHER_Q_CASE(5)
+        RANKCORE_GATHER_Q_CASE(6)
+        RANKCORE_GATHER_Q_CASE(7)
+        RANKCORE_GATHER_Q_CASE(8)
+        RANKCORE_GATHER_Q_CASE(9)
+        RANKCORE_GATHER_Q_CASE(10)
+        RANKCORE_GATHER_Q_CASE(11)
+        RANKCORE_GATHER_Q_CASE(12)
+        RANKCORE_GATHER_Q_CASE(13)
+        RANKCORE_GATHER_Q_CASE(14)
+        RANKCORE_GATHER_Q_CASE(15)
+        RANKCORE_GATHER_Q_CASE(16)
+#undef RANKCORE_GATHER_Q_CASE
+        default:
+            return gather_rows(t, ld, dim, rows, n, bias, out, Avx2QRowDot<W>{user, static_cast<std::size_t>(dim)},
+                               row_scale);
+    }
 }
 
 template <class W>

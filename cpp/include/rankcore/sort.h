@@ -9,6 +9,8 @@
  * word and the position into the low half, so all words are distinct and ascending word
  * order is exactly "descending score, ties by ascending position". Then:
  * - n <= 32: insertion sort;
+ * - k <= select_max_k, k * 8 <= n and n > 32: one pass keeping the k best words in a sorted
+ *   buffer, the words built as they are read;
  * - k small (k * 8 <= n): `std::nth_element` then `std::sort` of the first k words;
  * - n <= 4096: one counting-sort pass into 2 * next_pow2(n) buckets on the top bits of
  *   (key - min key), the words built as they are scattered; then one branch-free pass that
@@ -51,6 +53,11 @@ inline std::uint32_t descending_key(float x) noexcept {
     return ~ascending;
 }
 
+/// Largest k that order_desc_stable selects with a sorted buffer of k words (one pass) rather than
+/// std::nth_element (top 10 / 25 of 500 softmax scores: 1.3 / 2.7 us against 3.8 / 4.2 us). Worst
+/// case (scores ascending: every word inserted at the front) n * k word moves.
+constexpr index_t select_max_k = 32;
+
 /// Reusable buffers of order_desc_stable (keep one per thread to avoid allocating per call).
 struct SortScratch {
     std::vector<std::uint64_t> words;
@@ -77,6 +84,26 @@ inline void order_desc_stable(const float* scores, index_t n, index_t k, index_t
         return;
     }
     const std::size_t un = static_cast<std::size_t>(n);
+    if (k <= select_max_k && k * 8 <= n && n > 32) {
+        // One pass keeping the k smallest words sorted: most words lose one comparison to the
+        // worst kept word; a winner is inserted (about k * ln(n / k) of them on shuffled scores,
+        // at most n, each moving at most k words).
+        std::uint64_t best[select_max_k];
+        const std::size_t uk = static_cast<std::size_t>(k);
+        std::size_t m = 0;
+        for (std::size_t i = 0; i < un; ++i) {
+            const std::uint64_t v = (std::uint64_t(descending_key(scores[i])) << 32) | i;
+            if (m == uk) {
+                if (v >= best[uk - 1]) continue;
+                --m;
+            }
+            std::size_t j = m++;
+            for (; j > 0 && best[j - 1] > v; --j) best[j] = best[j - 1];
+            best[j] = v;
+        }
+        for (std::size_t i = 0; i < uk; ++i) order[i] = static_cast<index_t>(best[i] & 0xffffffffu);
+        return;
+    }
     std::size_t n_buckets = 2;
     while (n_buckets < 2 * un) n_buckets *= 2;
     if (scratch.words.size() < 2 * un) scratch.words.resize(2 * un);

@@ -6,6 +6,7 @@ import json
 import os
 
 from .. import __version__, build_info
+from ..core.quantize import DTYPES as TABLE_DTYPES
 from ..datasets import synthetic
 from ..model import load_model
 from ..personalize import Campaign, Client
@@ -27,9 +28,9 @@ def cmd_demo(args) -> int:
         raise CommandError(f"{args.dir} already holds a model (use --force to overwrite)")
     model = synthetic(n_users=args.users, n_items=args.items, dim=args.dim, seed=args.seed,
                       item_bias=args.item_bias)
-    model.save(args.dir)
-    print(f"wrote a demo model to {args.dir}: {model.n_items} items, {model.n_users} users, "
-          f"dim {model.dim}, context DEVICE, item metadata "
+    model.save(args.dir, dtype=args.dtype)
+    print(f"wrote a demo model to {args.dir}: {model.n_items} items ({args.dtype or 'float32'} table), "
+          f"{model.n_users} users, dim {model.dim}, context DEVICE, item metadata "
           f"{', '.join(model.item_columns)}, interaction histories")
     print(f"try: rankcore rank --model {args.dir} --user-id 12 --input-list 3 4 10 8 12 7")
     return 0
@@ -144,6 +145,8 @@ def add_model_commands(sub) -> None:
     p.add_argument("--dim", type=positive_int, default=64, help="embedding dimension (default 64)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--item-bias", action="store_true", help="add a popularity bias per item")
+    p.add_argument("--dtype", choices=TABLE_DTYPES, default=None,
+                   help="storage dtype of the item table (default float32; see rankcore quantize)")
     p.add_argument("--force", action="store_true", help="overwrite a model already in DIR")
     p.set_defaults(func=cmd_demo)
 
