@@ -21,7 +21,7 @@ import os
 
 import numpy as np
 
-from ..core import TopK, topk
+from ..core import ItemTable, TopK, topk, topk_batch
 from ..errors import ModelFormatError
 from .storage import sha256_file
 
@@ -342,33 +342,53 @@ class AnnIndex:
 
         ``rows`` / ``logits`` (B, T) or (T,): the rows already scored exactly for that query
         (e.g. what :meth:`search` returned; ``-1`` rows are ignored).
+
+        The sample's own log-sum-exp comes from the native top-K kernel over the sampled rows
+        (one pass, no logit array); the returned rows that fall in the sample are then taken out
+        of it by subtraction. When they hold over half of the sample's mass (the subtraction
+        would magnify rounding, or cancel), that query's remainder is summed explicitly instead.
         """
         q = self._queries(queries)
         rows = np.atleast_2d(np.asarray(rows, dtype=np.int64))
         lg = np.atleast_2d(np.asarray(logits, dtype=np.float64))
         if rows.shape != lg.shape or rows.shape[0] != q.shape[0]:
             raise ValueError(f"rows {rows.shape} and logits {lg.shape} must be (B, T) for {q.shape[0]} queries")
-        n = self.n_items
-        # float32 products (as the exact kernel's logits), summed in float64
-        sl = (self._sample @ q.T).astype(np.float64)  # (S, B)
-        out = np.empty(q.shape[0])
-        for b in range(q.shape[0]):
-            valid = rows[b] >= 0
-            top_rows, top_lg = rows[b][valid], lg[b][valid]
-            lse_top = np.logaddexp.reduce(top_lg) if top_lg.size else -np.inf
-            rest = sl[:, b]
-            if top_rows.size:
-                pos = np.searchsorted(self.sample_rows, top_rows)
-                hit = pos[self.sample_rows[np.minimum(pos, self.sample_rows.size - 1)] == top_rows]
-                if hit.size:
-                    rest = np.delete(rest, hit)
-            if rest.size == 0 or top_rows.size >= n:
-                out[b] = lse_top
-                continue
-            m = rest.max()
-            lse_rest = m + np.log(np.exp(rest - m).sum()) + np.log((n - top_rows.size) / rest.size)
-            out[b] = np.logaddexp(lse_top, lse_rest)
+        n, s = self.n_items, self.sample_rows.size
+        valid = rows >= 0
+        n_top = valid.sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            top = np.where(valid, lg, -np.inf)
+            m = top.max(axis=1, initial=-np.inf)
+            mm = np.where(np.isfinite(m), m, 0.0)
+            lse_top = mm + np.log(np.exp(top - mm[:, None]).sum(axis=1))
+            lse_top[n_top == 0] = -np.inf
+            lse_sample = self._sample_lse(q)  # (B,)
+            pos = np.minimum(np.searchsorted(self.sample_rows, np.where(valid, rows, 0)), s - 1)
+            hit = valid & (self.sample_rows[pos] == rows)
+            n_rest = s - hit.sum(axis=1)
+            frac = np.where(hit, np.exp(lg - lse_sample[:, None]), 0.0).sum(axis=1)
+            lse_rest = lse_sample + np.log1p(-np.minimum(frac, 1.0))
+            lse_rest += np.log((n - n_top) / np.maximum(n_rest, 1))
+        out = np.logaddexp(lse_top, lse_rest)
+        done = (n_rest == 0) | (n_top >= n)
+        out[done] = lse_top[done]
+        # The returned rows hold over half of the sample's mass: the subtraction would magnify
+        # rounding (or cancel), so sum the rest of the sample explicitly.
+        for b in np.flatnonzero(~done & (frac > 0.5)):
+            rest = np.delete((self._sample @ q[b]).astype(np.float64), pos[b][hit[b]])
+            mx = rest.max()
+            est = mx + np.log(np.exp(rest - mx).sum()) + np.log((n - n_top[b]) / rest.size)
+            out[b] = np.logaddexp(lse_top[b], est)
         return out
+
+    def _sample_lse(self, q: np.ndarray) -> np.ndarray:
+        """float64 (B,): log sum over the sampled rows of exp(logit) for augmented queries q."""
+        table = self.__dict__.get("_sample_table")
+        if table is None:  # built on first use: the sampled rows (with bias) as an item table
+            table = self._sample_table = ItemTable(
+                self._sample[:, :self.dim], None if self._bias is None else self._sample[:, self.dim])
+        users = np.ascontiguousarray(q[:, :self.dim])
+        return np.asarray(topk_batch(users, table, 1, threads=1).log_normalizer, dtype=np.float64)
 
     def topk(self, user, k: int, *, allowed=None, exclude=None, ef_search=None, nprobe=None) -> TopK:
         """One request as a :class:`rankcore.core.TopK` (the exact engine's result type).
