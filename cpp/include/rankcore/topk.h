@@ -20,13 +20,16 @@
  * | lse_update   | fold a block of logits into a running (max, sum)       | serial, avx2  |
  * | above        | positions of the logits at or above a threshold        | serial, avx2  |
  * | stream_logits| logits of one user over 4 runs of rows read side by side | serial, avx2 |
+ * | stream_logits_q | the same over float16, bfloat16, int8 rows            | avx2          |
  *
- * Compressed tables (float16, bfloat16, int8; quant.h): each block of rows is first widened into a
- * float32 scratch block (int8 rows times their scale), which the float32 block kernel then reads
- * from cache; the table stream itself is 2-4x fewer bytes.
+ * Compressed tables (float16, bfloat16, int8; quant.h): for a tile of users each block of rows is
+ * first widened into a float32 scratch block (int8 rows times their scale), which the float32
+ * block kernel then reads from cache; one user's AVX2 scan widens in registers (stream_logits_q,
+ * the same operations, so the same logits). The table stream itself is 2-4x fewer bytes.
  *
- * One user (a float32 table): the thread's rows are cut into topk_streams runs read side by side,
- * row i of every run in the same step (the four lanes of one reduce4). A single sequential stream
+ * One user (a float32 table, or a compressed one on AVX2): the thread's rows are cut into
+ * topk_streams runs read side by side, row i of every run in the same step (the four lanes of
+ * one reduce4). A single sequential stream
  * leaves the core waiting on the hardware prefetcher; four keep more line fills in flight (2M x 64,
  * one thread, AMD Zen 3: one stream with software prefetch 46 ms, one stream without it 36 ms,
  * four streams 30 ms; software prefetch only slowed the stream and was removed). Rows are then
@@ -106,6 +109,16 @@ struct TopKKernels {
      */
     void (*stream_logits)(const float* const* rows, const index_t* n, index_t ld, index_t dim,
                           const float* const* bias, const float* user, float scale, float* out, index_t ldo);
+    /**
+     * stream_logits over a compressed table, indexed by TableDtype (nullptr: none, the scan widens
+     * blocks into float32 first). rows[s] points at the first stored row of run s, row_scale[s] at
+     * its first int8 scale (nullptr for float16/bfloat16). Each element is widened and multiplied
+     * by its row's scale before the FMA, exactly as the widened block would be, so a row's logit is
+     * bitwise the one block_logits gives its widened row.
+     */
+    void (*stream_logits_q[n_table_dtypes])(const void* const* rows, const index_t* n, index_t ld, index_t dim,
+                                            const float* const* bias, const float* const* row_scale,
+                                            const float* user, float scale, float* out, index_t ldo);
 };
 
 /// Runs of rows one thread reads side by side when it scans for a single user: several sequential
@@ -344,15 +357,61 @@ RANKCORE_TARGET_AVX2 inline void stream_logits_avx2(const float* const* rows, co
     }
 }
 
+/// stream_logits_avx2 over a compressed table (see TopKKernels::stream_logits_q).
+template <class W>
+RANKCORE_TARGET_AVX2 inline void stream_logits_q_avx2(const void* const* rows, const index_t* n, index_t ld,
+                                                      index_t dim, const float* const* bias,
+                                                      const float* const* row_scale, const float* user,
+                                                      float scale, float* out, index_t ldo) noexcept {
+    using T = typename W::T;
+    const index_t body = dim & ~index_t(7);
+    const std::size_t tail = static_cast<std::size_t>(dim - body);
+    const __m256i mask = detail::avx2_tail_mask(tail);
+    const index_t steps = std::max(std::max(n[0], n[1]), std::max(n[2], n[3]));
+    const __m256 one = _mm256_set1_ps(1.0f);
+    for (index_t i = 0; i < steps; ++i) {
+        const T* r[4];
+        __m256 sc[4];
+        for (int s = 0; s < 4; ++s) {
+            const index_t j = n[s] > 0 ? std::min(i, n[s] - 1) : 0;
+            r[s] = static_cast<const T*>(n[s] > 0 ? rows[s] : rows[0]) + j * ld;
+            sc[s] = row_scale[s] && n[s] > 0 ? _mm256_set1_ps(row_scale[s][j]) : one;
+        }
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (index_t t = 0; t < body; t += 8) {
+            const __m256 uv = _mm256_loadu_ps(user + t);
+            a0 = _mm256_fmadd_ps(_mm256_mul_ps(W::load8(r[0] + t), sc[0]), uv, a0);
+            a1 = _mm256_fmadd_ps(_mm256_mul_ps(W::load8(r[1] + t), sc[1]), uv, a1);
+            a2 = _mm256_fmadd_ps(_mm256_mul_ps(W::load8(r[2] + t), sc[2]), uv, a2);
+            a3 = _mm256_fmadd_ps(_mm256_mul_ps(W::load8(r[3] + t), sc[3]), uv, a3);
+        }
+        if (tail) {  // lanes past dim widen to 0 and meet a masked (0) user lane, as in the block path
+            const __m256 uv = _mm256_maskload_ps(user + body, mask);
+            a0 = _mm256_fmadd_ps(_mm256_mul_ps(detail::avx2_load_tail<W>(r[0] + body, tail), sc[0]), uv, a0);
+            a1 = _mm256_fmadd_ps(_mm256_mul_ps(detail::avx2_load_tail<W>(r[1] + body, tail), sc[1]), uv, a1);
+            a2 = _mm256_fmadd_ps(_mm256_mul_ps(detail::avx2_load_tail<W>(r[2] + body, tail), sc[2]), uv, a2);
+            a3 = _mm256_fmadd_ps(_mm256_mul_ps(detail::avx2_load_tail<W>(r[3] + body, tail), sc[3]), uv, a3);
+        }
+        alignas(16) float l[4];
+        _mm_store_ps(l, reduce4(a0, a1, a2, a3));
+        for (int s = 0; s < 4; ++s)
+            if (i < n[s]) out[s * ldo + i] = (bias[s] ? l[s] + bias[s][i] : l[s]) * scale;
+    }
+}
+
 #endif  // RANKCORE_X86_64
 
 }  // namespace topk_detail
 
 inline const TopKKernels topk_kernels_serial = {&topk_detail::block_logits_serial, &topk_detail::lse_update_serial,
-                                                &topk_detail::above_serial, &topk_detail::stream_logits_serial};
+                                                &topk_detail::above_serial, &topk_detail::stream_logits_serial,
+                                                {nullptr, nullptr, nullptr, nullptr}};
 #if defined(RANKCORE_X86_64)
 inline const TopKKernels topk_kernels_avx2 = {&topk_detail::block_logits_avx2, &topk_detail::lse_update_avx2,
-                                              &topk_detail::above_avx2, &topk_detail::stream_logits_avx2};
+                                              &topk_detail::above_avx2, &topk_detail::stream_logits_avx2,
+                                              {nullptr, &topk_detail::stream_logits_q_avx2<detail::Avx2WidenF16>,
+                                               &topk_detail::stream_logits_q_avx2<detail::Avx2WidenBF16>,
+                                               &topk_detail::stream_logits_q_avx2<detail::Avx2WidenI8>}};
 #endif
 
 /// Inputs of one top-K call. All pointers are borrowed; nothing is copied.
@@ -511,8 +570,9 @@ inline void fold_block(const TopKProblem& p, const TopKKernels& kk, const Exclud
 }
 
 /**
- * One user over a float32 table: rows [row_begin, row_end) split into topk_streams runs read
- * side by side, `block_rows` rows of each run per step.
+ * One user: rows [row_begin, row_end) split into topk_streams runs read side by side,
+ * `block_rows` rows of each run per step. float32 tables, and compressed ones whose dtype has a
+ * stream_logits_q kernel (scan_cell checks).
  */
 inline void scan_streams(const TopKProblem& p, const TopKKernels& kk, const Excludes& ex, index_t user,
                          index_t row_begin, index_t row_end, index_t block_rows, Partial& part, ScanScratch& sc) {
@@ -520,18 +580,29 @@ inline void scan_streams(const TopKProblem& p, const TopKKernels& kk, const Excl
     sc.logits.resize(static_cast<std::size_t>(S * block_rows));
     sc.idx.resize(static_cast<std::size_t>(block_rows));
     const index_t run = (row_end - row_begin + S - 1) / S;
-    const float* table = static_cast<const float*>(p.table);
+    const TableRef tref{p.table, p.dtype, p.ld, p.row_scale};
+    const auto stream_q = kk.stream_logits_q[static_cast<int>(p.dtype)];
     for (index_t off = 0; off < run; off += block_rows) {
-        const float* rows[S];
+        const void* rows[S];
         const float* bias[S];
+        const float* scales[S];
         index_t start[S], n[S];
         for (int s = 0; s < S; ++s) {
             start[s] = row_begin + s * run + off;
             n[s] = std::max<index_t>(0, std::min({block_rows, run - off, row_end - start[s]}));
-            rows[s] = table + std::min(start[s], row_end - 1) * p.ld;
-            bias[s] = p.bias ? p.bias + std::min(start[s], row_end - 1) : nullptr;
+            const index_t first = std::min(start[s], row_end - 1);
+            rows[s] = tref.row(first);
+            bias[s] = p.bias ? p.bias + first : nullptr;
+            scales[s] = p.row_scale ? p.row_scale + first : nullptr;
         }
-        kk.stream_logits(rows, n, p.ld, p.dim, bias, p.users + user * p.dim, p.scale, sc.logits.data(), block_rows);
+        const float* user_vec = p.users + user * p.dim;
+        if (p.dtype == TableDtype::f32) {
+            const float* frows[S];
+            for (int s = 0; s < S; ++s) frows[s] = static_cast<const float*>(rows[s]);
+            kk.stream_logits(frows, n, p.ld, p.dim, bias, user_vec, p.scale, sc.logits.data(), block_rows);
+        } else {
+            stream_q(rows, n, p.ld, p.dim, bias, scales, user_vec, p.scale, sc.logits.data(), block_rows);
+        }
         for (int s = 0; s < S; ++s) fold_block(p, kk, ex, user, sc.logits.data() + s * block_rows, start[s], n[s], part, sc);
     }
 }
@@ -541,7 +612,7 @@ inline void scan_cell(const TopKProblem& p, const TopKKernels& kk, DequantFn deq
                       index_t u_end, index_t row_begin, index_t row_end, index_t range, index_t n_ranges,
                       index_t block_rows, std::vector<Partial>& parts, ScanScratch& sc) {
     const index_t n_users = u_end - u_begin;
-    if (n_users == 1 && p.dtype == TableDtype::f32) {
+    if (n_users == 1 && (p.dtype == TableDtype::f32 || kk.stream_logits_q[static_cast<int>(p.dtype)])) {
         scan_streams(p, kk, ex, u_begin, row_begin, row_end, block_rows / topk_streams,
                      parts[static_cast<std::size_t>(u_begin * n_ranges + range)], sc);
         return;
