@@ -23,24 +23,22 @@
  * Threads: requests are handed out in small chunks through an atomic counter to up to
  * `threads` std::threads (the calling thread is one of them). A single request, or a small
  * batch, runs on the calling thread only. The first exception thrown by a worker is kept
- * and rethrown on the calling thread after every worker has joined.
+ * and rethrown on the calling thread after every worker has joined (parallel.h, shared with
+ * the top-K scan).
  */
 #pragma once
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
-#include <exception>
 #include <limits>
-#include <mutex>
 #include <stdexcept>
 #include <string>
-#include <system_error>
 #include <thread>
 #include <vector>
 
 #include "rankcore/dispatch.h"
 #include "rankcore/dot.h"
+#include "rankcore/parallel.h"
 #include "rankcore/quant.h"
 #include "rankcore/softmax.h"
 #include "rankcore/sort.h"
@@ -196,36 +194,7 @@ void for_each_request(index_t n_requests, index_t work, int threads, Fn&& fn) {
         return;
     }
     const index_t chunk = std::max<index_t>(1, std::min<index_t>(16, n_requests / (n_threads * 8)));
-    std::atomic<index_t> next{0};
-    std::atomic<bool> failed{false};
-    std::exception_ptr error;
-    std::mutex error_mutex;
-    auto worker = [&]() {
-        Workspace ws;
-        try {
-            for (;;) {
-                if (failed.load(std::memory_order_relaxed)) return;
-                const index_t start = next.fetch_add(chunk, std::memory_order_relaxed);
-                if (start >= n_requests) return;
-                const index_t stop = std::min(n_requests, start + chunk);
-                for (index_t b = start; b < stop; ++b) fn(b, ws);
-            }
-        } catch (...) {
-            std::lock_guard<std::mutex> lock(error_mutex);
-            if (!error) error = std::current_exception();
-            failed.store(true, std::memory_order_relaxed);
-        }
-    };
-    std::vector<std::thread> pool;
-    pool.reserve(static_cast<std::size_t>(n_threads - 1));
-    try {
-        for (index_t t = 1; t < n_threads; ++t) pool.emplace_back(worker);
-    } catch (const std::system_error&) {
-        // Could not start more threads: the ones running plus this one finish the work.
-    }
-    worker();
-    for (auto& t : pool) t.join();
-    if (error) std::rethrow_exception(error);
+    parallel_chunks<Workspace>(n_requests, chunk, n_threads, fn);
 }
 
 /**

@@ -68,21 +68,18 @@
 #pragma once
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <cstdint>
-#include <exception>
 #include <limits>
-#include <mutex>
 #include <stdexcept>
 #include <string>
-#include <system_error>
 #include <thread>
 #include <utility>
 #include <vector>
 
 #include "rankcore/dispatch.h"
 #include "rankcore/dot.h"
+#include "rankcore/parallel.h"
 #include "rankcore/quant.h"
 #include "rankcore/softmax.h"
 #include "rankcore/types.h"
@@ -699,40 +696,6 @@ inline bool merge_user(const TopKProblem& p, index_t user, index_t n_ranges, std
     return true;
 }
 
-/// Run fn(cell, scratch) for cells [0, n_cells) on up to n_threads threads (the caller is one).
-template <class Fn>
-void parallel_cells(index_t n_cells, index_t n_threads, Fn&& fn) {
-    std::atomic<index_t> next{0};
-    std::atomic<bool> failed{false};
-    std::exception_ptr error;
-    std::mutex error_mutex;
-    auto worker = [&]() {
-        ScanScratch sc;
-        try {
-            for (;;) {
-                if (failed.load(std::memory_order_relaxed)) return;
-                const index_t cell = next.fetch_add(1, std::memory_order_relaxed);
-                if (cell >= n_cells) return;
-                fn(cell, sc);
-            }
-        } catch (...) {
-            std::lock_guard<std::mutex> lock(error_mutex);
-            if (!error) error = std::current_exception();
-            failed.store(true, std::memory_order_relaxed);
-        }
-    };
-    std::vector<std::thread> pool;
-    pool.reserve(static_cast<std::size_t>(std::max<index_t>(0, n_threads - 1)));
-    try {
-        for (index_t t = 1; t < n_threads; ++t) pool.emplace_back(worker);
-    } catch (const std::system_error&) {
-        // Could not start more threads: the ones running plus this one finish the work.
-    }
-    worker();
-    for (auto& t : pool) t.join();
-    if (error) std::rethrow_exception(error);
-}
-
 }  // namespace topk_detail
 
 /// Users per chunk of the batched scan: a chunk's vectors stay in L1/L2 while it streams the table.
@@ -772,7 +735,7 @@ inline void topk_batch(const TopKProblem& p, const KernelTable& kt, const TopKOu
     std::vector<Partial> parts(static_cast<std::size_t>(B * n_ranges));
     for (Partial& part : parts) part.heap.reserve(static_cast<std::size_t>(std::min(p.k, p.n_rows)));
     const index_t n_cells = n_chunks * n_ranges;
-    parallel_cells(n_cells, std::min(n_threads, n_cells), [&](index_t cell, ScanScratch& sc) {
+    parallel_chunks<ScanScratch>(n_cells, 1, std::min(n_threads, n_cells), [&](index_t cell, ScanScratch& sc) {
         const index_t c = cell / n_ranges, r = cell % n_ranges;
         const index_t row_begin = r * rows_per_range, row_end = std::min(p.n_rows, row_begin + rows_per_range);
         if (row_begin < row_end)
