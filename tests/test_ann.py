@@ -2,7 +2,8 @@
 
 - Transform: the logits of the rows an index returns equal the oracle's (integer tables make
   every dot product exact in float32), best first, ties in catalog order.
-- Recall@25 >= 0.95 for hnsw on a seeded clustered catalog; ivf probing every list is exhaustive.
+- Recall@25 >= 0.95 for hnsw and ivf (default settings) on a seeded clustered catalog; ivf files
+  rows by Euclidean distance and probes by inner product; probing every list is exhaustive.
 - Filters (hypothesis): no disallowed or excluded row ever comes back, ``min(k, qualifying)`` rows
   always do, on every path (exclude only, sparse mask, selector, exact fallback).
 - Persistence: save/load round trip, checksum, size, shape and vector mismatches.
@@ -42,10 +43,19 @@ def oracle_logits(model, u):
 
 
 @pytest.fixture(scope="module")
-def clustered():
-    m = synthetic(n_users=100, n_items=20_000, item_bias=True, with_context=False,
-                  with_metadata=False, with_history=False)
-    return m, AnnIndex.build(m, "hnsw", threads=2)
+def clustered_model():
+    return synthetic(n_users=100, n_items=20_000, item_bias=True, with_context=False,
+                     with_metadata=False, with_history=False)
+
+
+@pytest.fixture(scope="module")
+def clustered(clustered_model):
+    return clustered_model, AnnIndex.build(clustered_model, "hnsw", threads=2)
+
+
+@pytest.fixture(scope="module")
+def clustered_ivf(clustered_model):
+    return clustered_model, AnnIndex.build(clustered_model, threads=2)  # the default kind
 
 
 # ----------------------------------------------------------------------------- transform
@@ -77,6 +87,40 @@ def test_ivf_probing_every_list_is_the_exact_top_k():
         np.testing.assert_array_equal(np.sort(oracle_logits(m, u)[r]), np.sort(ex.logits))
 
 
+def _lists(index):
+    """Each row's inverted list (int64 (N,)) in a faiss IVF index."""
+    faiss = pytest.importorskip("faiss")
+    owner = np.full(index.ntotal, -1, dtype=np.int64)
+    for li in range(index.nlist):
+        size = index.invlists.list_size(li)
+        if size:
+            owner[faiss.rev_swig_ptr(index.invlists.get_ids(li), size)] = li
+    return owner
+
+
+def test_ivf_files_rows_by_distance_and_probes_by_inner_product(clustered_ivf):
+    """Rows go to their nearest centroid (balanced lists); a query probes the lists whose
+    centroid has the largest inner product with it. Filing by inner product (faiss's default
+    for an inner-product IVF) puts a cluster's best rows into a few long lists and fails here."""
+    faiss = pytest.importorskip("faiss")
+    m, idx = clustered_ivf
+    index = idx.index
+    assert idx.kind == "ivf" and idx.params["assign"] == "l2"
+    assert index.nlist == int(round(4 * np.sqrt(m.n_items)))
+    centroids = index.quantizer.reconstruct_n(0, index.nlist).astype(np.float64)
+    rows = np.asarray(idx._sample, dtype=np.float64)[:2000]  # augmented rows [e, b]
+    owner = _lists(index)[idx.sample_rows[:2000]]
+    d2 = (rows ** 2).sum(1)[:, None] - 2 * rows @ centroids.T + (centroids ** 2).sum(1)[None, :]
+    np.testing.assert_allclose(d2[np.arange(len(rows)), owner], d2.min(axis=1), rtol=1e-5, atol=1e-5)
+    assert index.quantizer.metric_type == faiss.METRIC_INNER_PRODUCT
+    owner_all = _lists(index)
+    for u in m.user_embeddings[:10]:
+        q = np.append(u, 1.0).astype(np.float64)
+        best = int(np.argmax(centroids @ q))
+        got, _ = idx.search(u, 5, nprobe=1)
+        assert (owner_all[got[0][got[0] >= 0]] == best).all()
+
+
 def test_k_above_catalog_pads_with_minus_one():
     m = int_model(12, 3)
     rows, logits = AnnIndex.build(m, "hnsw").search(np.ones(3), 20)
@@ -85,8 +129,9 @@ def test_k_above_catalog_pads_with_minus_one():
     assert (rows[0, 12:] == -1).all() and np.isneginf(logits[0, 12:]).all()
 
 
-def test_recall_at_25_on_a_clustered_catalog(clustered):
-    m, idx = clustered
+@pytest.mark.parametrize("which", ["clustered", "clustered_ivf"])
+def test_recall_at_25_on_a_clustered_catalog(which, request):
+    m, idx = request.getfixturevalue(which)
     users = m.user_embeddings
     rows, _ = idx.search(users, 25)
     recall = [len(set(topk(u, m.item_table, 25).items.tolist()) & set(r.tolist())) / 25
@@ -226,7 +271,7 @@ def test_save_load_round_trip(saved, mmap):
     ivf = AnnIndex.build(m, "ivf", nlist=16, nprobe=3)
     ivf.save(path)  # a second kind joins the sidecar
     assert AnnIndex.load(path, m, kind="ivf").nprobe == 3
-    assert AnnIndex.load(path, m).kind == "hnsw"
+    assert AnnIndex.load(path, m).kind == "ivf"  # both saved: the preferred kind
 
 
 def test_load_errors_name_the_file(saved, tmp_path_factory):

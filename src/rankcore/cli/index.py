@@ -19,12 +19,13 @@ __all__ = ["configure_index_parser", "cmd_index"]
 
 def configure_index_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("model_dir", help="a saved model directory")
-    p.add_argument("--kind", choices=KINDS, default="hnsw", help="index type (default hnsw)")
+    p.add_argument("--kind", choices=KINDS, default="ivf", help="index type (default ivf)")
     p.add_argument("--m", type=int, default=32, help="hnsw: links per node (default 32)")
     p.add_argument("--ef-construction", type=int, default=200, help="hnsw: build beam (default 200)")
     p.add_argument("--ef-search", type=int, default=128, help="hnsw: default search beam (default 128)")
-    p.add_argument("--nlist", type=int, default=None, help="ivf: lists (default sqrt(N))")
-    p.add_argument("--nprobe", type=int, default=None, help="ivf: default lists probed")
+    p.add_argument("--nlist", type=int, default=None, help="ivf: lists (default 4 sqrt(N))")
+    p.add_argument("--nprobe", type=int, default=None,
+                   help="ivf: default lists probed (default nlist / 160, at least 16)")
     p.add_argument("--threads", type=int, default=None, help="build threads (default all cores)")
     p.add_argument("--norm-sample", type=int, default=NORM_SAMPLE,
                    help=f"rows sampled for the normaliser estimate (default {NORM_SAMPLE})")

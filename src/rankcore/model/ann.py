@@ -6,37 +6,30 @@ logit scale is already baked into its user vectors and bias). The index holds th
 maximises is exactly the logit. Rows come back with logits recomputed in float64 from the item
 table, so every returned logit is exact; the choice of rows and the softmax normaliser (hence
 the scores) are approximate.
-Kinds: ``hnsw`` (``IndexHNSWFlat``, inner product; the default) and ``ivf`` (``IndexIVFFlat``,
-inner product). hnsw serves better: on clustered catalogs the inner-product coarse assignment puts
-the best rows of a whole cluster into a few long lists, so ivf reaches recall@25 >= 0.95 only when
-it probes a large share of its lists, and then reads more rows per request than the graph walk.
+Kinds (built by :mod:`rankcore.model.ann_build`, which says why): ``ivf`` (``IndexIVFFlat``,
+inner product, rows filed by Euclidean distance to k-means centroids, lists probed by inner
+product; the default) and ``hnsw`` (``IndexHNSWFlat``, inner product).
 Filters, the normaliser estimate and the on-disk sidecar ``ann.json`` are described on
 :class:`AnnIndex`. faiss-cpu is the optional extra ``ann`` (imported on first use).
 """
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 
 import numpy as np
 
 from ..core import ItemTable, TopK, topk, topk_batch
 from ..errors import ModelFormatError
-from .storage import sha256_file
+from .ann_build import build_hnsw, build_ivf, default_nlist, default_nprobe
+from .ann_store import NORM_SAMPLE, SIDECAR, read_index, save_index
 
 __all__ = ["AnnIndex", "EXACT_BELOW", "KINDS", "SIDECAR", "augment"]
 
 #: Catalog size below which the exact ``topk`` (exact normaliser included) answers a single request
-#: faster than the hnsw search at recall@25 >= 0.95 plus the normaliser estimate; measured with
-#: ``benches/ann_vs_exact.py --crossover`` at d = 64 (exact wins at 20k rows, hnsw at 50k).
+#: faster than a faiss search at recall@25 >= 0.95 plus the normaliser estimate; measured with
+#: ``benches/ann_vs_exact.py --crossover`` at d = 64 (exact wins at 20k rows; ivf and hnsw at 50k).
 EXACT_BELOW = 30_000
 KINDS = ("hnsw", "ivf")
-SIDECAR = "ann.json"
-SIDECAR_FORMAT = "rankcore-ann"
-SIDECAR_VERSION = 1
-#: Rows of the fixed uniform sample the normaliser estimate reads (see ``AnnIndex.log_normalizer``).
-NORM_SAMPLE = 8192
 #: An ``allowed`` mask passing at most this share of the catalog is answered exactly over the
 #: qualifying rows alone (cheaper than a graph walk that must skip most of what it visits).
 GATHER_FRACTION = 1 / 32
@@ -116,24 +109,29 @@ class AnnIndex:
         self.kind = kind
         self.params = dict(params)
         self.mmapped = mmapped
+        self._n, self._d = int(index.ntotal), int(index.d) - 1  # plain ints: SWIG reads are slow
+        self._nlist = int(index.nlist) if kind == "ivf" else 0
         table = model.item_table
         self._emb = np.asarray(table.embeddings).view(np.ndarray)
         self._bias = None if table.bias is None else np.asarray(table.bias).view(np.ndarray)
         self.sample_rows = np.ascontiguousarray(sample_rows, dtype=np.int64)
         self._sample = augment(self._emb[self.sample_rows],
                                None if self._bias is None else self._bias[self.sample_rows])
+        # the sampled rows (with bias) as an item table: the normaliser's native log-sum-exp
+        self._sample_table = ItemTable(self._sample[:, :self._d],
+                                       None if self._bias is None else self._sample[:, self._d])
         self.ef_search = params.get("ef_search")
         self.nprobe = params.get("nprobe")
 
     # ----------------------------------------------------------------- properties
     @property
     def n_items(self) -> int:
-        return int(self.index.ntotal)
+        return self._n
 
     @property
     def dim(self) -> int:
         """The model's dimension ``d`` (the index holds ``d + 1``)."""
-        return int(self.index.d) - 1
+        return self._d
 
     @property
     def ef_search(self):
@@ -157,16 +155,16 @@ class AnnIndex:
 
     # ----------------------------------------------------------------- build
     @classmethod
-    def build(cls, model, kind: str = "hnsw", *, m: int = 32, ef_construction: int = 200,
+    def build(cls, model, kind: str = "ivf", *, m: int = 32, ef_construction: int = 200,
               ef_search: int = 128, nlist=None, nprobe=None, threads=None,
               norm_sample: int = NORM_SAMPLE, seed: int = 0) -> "AnnIndex":
         """Index ``model``'s items.
 
-        ``hnsw``: ``m`` links per node, ``ef_construction``, default ``ef_search``. ``ivf``:
-        ``nlist`` lists (default ``sqrt(N)``, at most N), k-means trained on at most
-        ``64 * nlist`` rows, default ``nprobe`` (default ``max(1, nlist // 64)``). ``threads``:
+        ``ivf``: ``nlist`` lists (default ``ann_build.default_nlist(N)``), k-means trained on at
+        most ``64 * nlist`` rows, default ``nprobe`` (default ``ann_build.default_nprobe``).
+        ``hnsw``: ``m`` links per node, ``ef_construction``, default ``ef_search``. ``threads``:
         OpenMP threads for the build (default faiss's). ``norm_sample`` and ``seed`` fix the
-        sample of the normaliser estimate.
+        sample of the normaliser estimate (and ``seed`` the k-means sample).
         """
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
@@ -181,20 +179,13 @@ class AnnIndex:
         vectors = augment(np.asarray(table.embeddings), table.bias)
         with _Threads(threads):
             if kind == "hnsw":
-                index = faiss.IndexHNSWFlat(d + 1, m, faiss.METRIC_INNER_PRODUCT)
-                index.hnsw.efConstruction = ef_construction
+                index = build_hnsw(faiss, vectors, m, ef_construction)
                 params = {"m": m, "ef_construction": ef_construction, "ef_search": ef_search}
             else:
-                nlist = _positive_int(nlist, "nlist") or max(1, int(np.sqrt(n)))
-                nlist = min(nlist, n)
-                nprobe = _positive_int(nprobe, "nprobe") or max(1, nlist // 64)
-                index = faiss.index_factory(d + 1, f"IVF{nlist},Flat", faiss.METRIC_INNER_PRODUCT)
-                rng = np.random.default_rng(seed)
-                cap = 64 * nlist  # enough for k-means; more only slows the build
-                train = vectors if n <= cap else vectors[np.sort(rng.choice(n, cap, replace=False))]
-                index.train(train)
-                params = {"nlist": nlist, "nprobe": nprobe}
-            index.add(vectors)
+                nlist = min(_positive_int(nlist, "nlist") or default_nlist(n), n)
+                nprobe = _positive_int(nprobe, "nprobe") or default_nprobe(nlist)
+                index = build_ivf(faiss, vectors, nlist, seed)
+                params = {"nlist": nlist, "nprobe": nprobe, "assign": "l2"}
         sample = np.arange(n) if norm_sample >= n else np.sort(
             np.random.default_rng(seed).choice(n, norm_sample, replace=False))
         params.update(norm_sample=norm_sample, seed=seed)
@@ -207,14 +198,15 @@ class AnnIndex:
             raise TypeError(f"queries must be a real numeric array, got dtype {q.dtype}")
         if q.ndim == 1:
             q = q[None, :]
-        if q.ndim != 2 or q.shape[1] != self.dim:
-            raise ValueError(f"queries must have shape (B, {self.dim}) or ({self.dim},), got {q.shape}")
+        d = self._d
+        if q.ndim != 2 or q.shape[1] != d:
+            raise ValueError(f"queries must have shape (B, {d}) or ({d},), got {q.shape}")
         with np.errstate(over="ignore"):
             q = q.astype(np.float32)
         if not np.isfinite(q).all():
             raise ValueError("queries contain NaN or inf (or values beyond float32 range)")
-        out = np.ones((q.shape[0], self.dim + 1), dtype=np.float32)
-        out[:, :self.dim] = q
+        out = np.ones((q.shape[0], d + 1), dtype=np.float32)
+        out[:, :d] = q
         return out
 
     def _params(self, ef_search, nprobe, sel=None):
@@ -224,29 +216,34 @@ class AnnIndex:
             p.efSearch = _positive_int(ef_search, "ef_search") or self.ef_search or 16
         else:
             p = faiss.SearchParametersIVF()
-            p.nprobe = min(_positive_int(nprobe, "nprobe") or self.nprobe or 1, self.index.nlist)
+            p.nprobe = min(_positive_int(nprobe, "nprobe") or self.nprobe or 1, self._nlist)
         if sel is not None:
             p.sel = sel
         return p
 
     def _exact_logits(self, q: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """float64 logits of ``rows`` (B, k), -inf where a row is -1."""
-        safe = np.where(rows >= 0, rows, 0)
-        lg = np.einsum("bkd,bd->bk", self._emb[safe].astype(np.float64),
-                       q[:, :self.dim].astype(np.float64))
+        bad = rows < 0
+        safe = np.where(bad, 0, rows)
+        q64 = q[:, :self._d].astype(np.float64)
+        if rows.shape[0] == 1:  # one request: a matrix-vector product, no einsum set-up
+            lg = (self._emb[safe[0]].astype(np.float64) @ q64[0])[None, :]
+        else:
+            lg = np.einsum("bkd,bd->bk", self._emb[safe].astype(np.float64), q64)
         if self._bias is not None:
             lg += self._bias[safe]
-        lg[rows < 0] = -np.inf
+        lg[bad] = -np.inf
         return lg
 
     def _ordered(self, q, rows):
         """Rows and float32 logits, best first, equal logits in catalog order, -1 padding last."""
         lg = self._exact_logits(q, rows)
         order = np.lexsort((np.where(rows >= 0, rows, np.iinfo(np.int64).max), -lg), axis=-1)
-        rows = np.take_along_axis(rows, order, axis=-1)
         with np.errstate(over="ignore"):
+            if rows.shape[0] == 1:  # one request: plain indexing (take_along_axis costs more)
+                return rows[:, order[0]], lg[:, order[0]].astype(np.float32)
             lg = np.take_along_axis(lg, order, axis=-1).astype(np.float32)
-        return rows, lg
+        return np.take_along_axis(rows, order, axis=-1), lg
 
     def search(self, queries, k: int, *, ef_search=None, nprobe=None):
         """Approximate top-``k`` rows of each query.
@@ -256,10 +253,16 @@ class AnnIndex:
         recomputed from the item table. ``ef_search`` (hnsw) / ``nprobe`` (ivf) override the
         index's settings for this call.
         """
-        k = _positive_int(k, "k", False)
-        q = self._queries(queries)
-        _, rows = self.index.search(q, k, params=self._params(ef_search, nprobe))
-        return self._ordered(q, rows.astype(np.int64, copy=False))
+        return self._search(self._queries(queries), _positive_int(k, "k", False), ef_search, nprobe)
+
+    def _search(self, q, k: int, ef_search, nprobe):
+        """``search`` for augmented float32 queries ``q`` (B, d + 1) (checked by ``_queries``)."""
+        rows = self._faiss_search(q, k, self._params(ef_search, nprobe))
+        return self._ordered(q, rows)
+
+    def _faiss_search(self, q, k: int, params) -> np.ndarray:
+        """faiss's top-``k`` rows (int64 (B, k), -1 padded) for augmented queries ``q``."""
+        return self.index.search(q, k, params=params)[1].astype(np.int64, copy=False)
 
     def _eligible(self, allowed, exclude):
         """(bool mask or None, unique excluded rows int64)."""
@@ -295,15 +298,21 @@ class AnnIndex:
         q = self._queries(query)
         if q.shape[0] != 1:
             raise ValueError(f"search_filtered takes one query, got {q.shape[0]}")
+        return self._search_filtered(q, k, allowed_mask, exclude, ef_search, nprobe)
+
+    def _search_filtered(self, q, k: int, allowed_mask, exclude, ef_search, nprobe):
+        """``search_filtered`` for one augmented query ``q`` (1, d + 1)."""
         mask, ex = self._eligible(allowed_mask, exclude)
-        n = self.n_items
+        n = self._n
         if mask is None:
             want = min(k, n - ex.size)
             if want <= 0:
                 return np.zeros(0, np.int64), np.zeros(0, np.float32)
-            rows, lg = self.search(q[:, :self.dim], min(n, k + ex.size), ef_search=ef_search,
-                                   nprobe=nprobe)
-            keep = (rows[0] >= 0) & ~np.isin(rows[0], ex)
+            rows, lg = self._search(q, min(n, k + ex.size), ef_search, nprobe)
+            if not ex.size:
+                keep = rows[0] >= 0
+            else:
+                keep = (rows[0] >= 0) & ~np.isin(rows[0], ex)
             if int(keep.sum()) >= want:
                 return rows[0][keep][:want], lg[0][keep][:want]
             return self._exact(q, k, None, ex)
@@ -318,8 +327,7 @@ class AnnIndex:
             return self._gathered(q, want, np.flatnonzero(mask))
         bits = np.packbits(mask, bitorder="little")
         sel = _faiss().IDSelectorBitmap(n, _faiss().swig_ptr(bits))
-        _, rows = self.index.search(q, want, params=self._params(ef_search, nprobe, sel))
-        rows = rows.astype(np.int64, copy=False)
+        rows = self._faiss_search(q, want, self._params(ef_search, nprobe, sel))
         if int(np.count_nonzero(rows[0] >= 0)) < want:
             return self._exact(q, k, mask, None)
         rows, lg = self._ordered(q, rows)
@@ -353,42 +361,42 @@ class AnnIndex:
         lg = np.atleast_2d(np.asarray(logits, dtype=np.float64))
         if rows.shape != lg.shape or rows.shape[0] != q.shape[0]:
             raise ValueError(f"rows {rows.shape} and logits {lg.shape} must be (B, T) for {q.shape[0]} queries")
-        n, s = self.n_items, self.sample_rows.size
+        lse_sample = self._sample_lse(q)
         valid = rows >= 0
-        n_top = valid.sum(axis=1)
+        return np.array([self._lognorm_one(q[b], rows[b][valid[b]], lg[b][valid[b]], lse_sample[b])
+                         for b in range(q.shape[0])], dtype=np.float64)
+
+    def _lognorm_one(self, q, rows, lg, lse_sample: float) -> float:
+        """The estimate for one augmented query ``q`` (d + 1,), its scored ``rows`` (T,) and their
+        float logits ``lg``, given the sample's log-sum-exp ``lse_sample``."""
+        n, s, t = self._n, self.sample_rows.size, rows.size
+        lg = lg.astype(np.float64, copy=False)
         with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-            top = np.where(valid, lg, -np.inf)
-            m = top.max(axis=1, initial=-np.inf)
-            mm = np.where(np.isfinite(m), m, 0.0)
-            lse_top = mm + np.log(np.exp(top - mm[:, None]).sum(axis=1))
-            lse_top[n_top == 0] = -np.inf
-            lse_sample = self._sample_lse(q)  # (B,)
-            pos = np.minimum(np.searchsorted(self.sample_rows, np.where(valid, rows, 0)), s - 1)
-            hit = valid & (self.sample_rows[pos] == rows)
-            n_rest = s - hit.sum(axis=1)
-            frac = np.where(hit, np.exp(lg - lse_sample[:, None]), 0.0).sum(axis=1)
-            lse_rest = lse_sample + np.log1p(-np.minimum(frac, 1.0))
-            lse_rest += np.log((n - n_top) / np.maximum(n_rest, 1))
-        out = np.logaddexp(lse_top, lse_rest)
-        done = (n_rest == 0) | (n_top >= n)
-        out[done] = lse_top[done]
-        # The returned rows hold over half of the sample's mass: the subtraction would magnify
-        # rounding (or cancel), so sum the rest of the sample explicitly.
-        for b in np.flatnonzero(~done & (frac > 0.5)):
-            rest = np.delete((self._sample @ q[b]).astype(np.float64), pos[b][hit[b]])
+            m = lg.max() if t else -np.inf
+            mm = m if np.isfinite(m) else 0.0
+            lse_top = float(mm + np.log(np.exp(lg - mm).sum())) if t else -np.inf
+            if t >= n:
+                return lse_top
+            pos = np.minimum(np.searchsorted(self.sample_rows, rows), s - 1)
+            hit = self.sample_rows[pos] == rows
+            n_rest = s - int(np.count_nonzero(hit))
+            if n_rest == 0:
+                return lse_top
+            frac = float(np.exp(lg[hit] - lse_sample).sum())
+            scale = np.log((n - t) / n_rest)
+            if frac <= 0.5:
+                return float(np.logaddexp(lse_top, lse_sample + np.log1p(-frac) + scale))
+            # The returned rows hold over half of the sample's mass: the subtraction would magnify
+            # rounding (or cancel), so sum the rest of the sample explicitly.
+            rest = np.delete((self._sample @ q).astype(np.float64), pos[hit])
             mx = rest.max()
-            est = mx + np.log(np.exp(rest - mx).sum()) + np.log((n - n_top[b]) / rest.size)
-            out[b] = np.logaddexp(lse_top[b], est)
-        return out
+            return float(np.logaddexp(lse_top, mx + np.log(np.exp(rest - mx).sum()) + scale))
 
     def _sample_lse(self, q: np.ndarray) -> np.ndarray:
         """float64 (B,): log sum over the sampled rows of exp(logit) for augmented queries q."""
-        table = self.__dict__.get("_sample_table")
-        if table is None:  # built on first use: the sampled rows (with bias) as an item table
-            table = self._sample_table = ItemTable(
-                self._sample[:, :self.dim], None if self._bias is None else self._sample[:, self.dim])
-        users = np.ascontiguousarray(q[:, :self.dim])
-        return np.asarray(topk_batch(users, table, 1, threads=1).log_normalizer, dtype=np.float64)
+        users = np.ascontiguousarray(q[:, :self._d])
+        return np.asarray(topk_batch(users, self._sample_table, 1, threads=1).log_normalizer,
+                          dtype=np.float64)
 
     def topk(self, user, k: int, *, allowed=None, exclude=None, ef_search=None, nprobe=None) -> TopK:
         """One request as a :class:`rankcore.core.TopK` (the exact engine's result type).
@@ -396,9 +404,12 @@ class AnnIndex:
         Rows and logits from :meth:`search_filtered`; ``log_normalizer`` is the estimate of
         :meth:`log_normalizer`, and ``scores = exp(logit - log_normalizer)``.
         """
-        rows, lg = self.search_filtered(user, k, allowed, exclude, ef_search=ef_search,
-                                        nprobe=nprobe)
-        lognorm = float(self.log_normalizer(user, rows[None, :], lg[None, :])[0])
+        k = _positive_int(k, "k", False)
+        q = self._queries(user)
+        if q.shape[0] != 1:
+            raise ValueError(f"topk takes one query, got {q.shape[0]}")
+        rows, lg = self._search_filtered(q, k, allowed, exclude, ef_search, nprobe)
+        lognorm = self._lognorm_one(q[0], rows, lg, float(self._sample_lse(q)[0]))
         return TopK(rows, lg, np.exp(lg.astype(np.float64) - lognorm), lognorm)
 
     # ----------------------------------------------------------------- persistence
@@ -411,89 +422,21 @@ class AnnIndex:
 
         Both files are written under a temporary name and renamed into place, the sidecar last.
         """
-        model_dir = os.fspath(model_dir)
-        if not os.path.isdir(model_dir):
-            raise FileNotFoundError(f"model directory {model_dir!r} does not exist")
-        name = f"ann.{self.kind}.faissindex"
-        path = os.path.join(model_dir, name)
-        tmp = f"{path}.tmp-{os.getpid()}"
-        _faiss().write_index(self.index, tmp)
-        os.replace(tmp, path)
-        side = os.path.join(model_dir, SIDECAR)
-        try:
-            with open(side) as f:
-                doc = json.load(f)
-            entries = doc["indexes"] if doc.get("format") == SIDECAR_FORMAT else {}
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            entries = {}
-        entries[self.kind] = {"file": name, "sha256": sha256_file(path), "bytes": os.path.getsize(path),
-                              "kind": self.kind, "params": self.params, "n_items": self.n_items,
-                              "dim": self.dim, "fingerprint": self._fingerprint()}
-        doc = {"format": SIDECAR_FORMAT, "version": SIDECAR_VERSION, "indexes": entries}
-        tmp = f"{side}.tmp-{os.getpid()}"
-        with open(tmp, "w") as f:
-            json.dump(doc, f, indent=1, sort_keys=True)
-        os.replace(tmp, side)
-        return path
+        return save_index(self, model_dir)
 
     @classmethod
     def load(cls, model_dir, model, *, kind=None, mmap: bool = True, verify: bool = False) -> "AnnIndex":
         """Read the index saved in ``model_dir`` for ``model`` (the model loaded from there).
 
-        ``kind``: which index (default: ``hnsw`` if saved, else the only one). ``mmap``: read with
+        ``kind``: which index (default: ``ivf`` if saved, else the only one). ``mmap``: read with
         ``IO_FLAG_MMAP`` (faiss maps the parts its reader can; ``index.mmapped`` says the flag was
         accepted), falling back to a plain read. ``verify``: check its SHA-256.
         Raises ``ModelFormatError`` naming the file when the sidecar or index is missing or broken,
         or when the index does not match the model (row count, dimension, indexed rows).
         """
-        model_dir = os.fspath(model_dir)
-        side = os.path.join(model_dir, SIDECAR)
-        try:
-            with open(side) as f:
-                doc = json.load(f)
-            entries = doc["indexes"]
-            if doc.get("format") != SIDECAR_FORMAT or not isinstance(entries, dict):
-                raise ValueError("not a rankcore-ann sidecar")
-        except FileNotFoundError:
-            raise ModelFormatError(f"{side}: no approximate index saved (run `rankcore index`)") from None
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise ModelFormatError(f"{side}: unreadable ({e})") from None
-        if kind is None:
-            kind = "hnsw" if "hnsw" in entries or len(entries) != 1 else next(iter(entries))
-        if kind not in entries:
-            raise ModelFormatError(f"{side}: no {kind!r} index saved (have {sorted(entries)})")
-        e = entries[kind]
-        path = os.path.join(model_dir, str(e.get("file", "")))
-        if not os.path.isfile(path):
-            raise ModelFormatError(f"{path}: index file missing")
-        if (e.get("n_items"), e.get("dim")) != (model.n_items, model.dim):
-            raise ModelFormatError(f"{path}: index of {e.get('n_items')} items x {e.get('dim')} does "
-                                   f"not match the model ({model.n_items} x {model.dim})")
-        if os.path.getsize(path) != e.get("bytes"):
-            raise ModelFormatError(f"{path}: size {os.path.getsize(path)} != {e.get('bytes')} recorded")
-        if verify and sha256_file(path) != e.get("sha256"):
-            raise ModelFormatError(f"{path}: SHA-256 mismatch")
-        faiss = _faiss()
-        index, mmapped = None, False
-        try:
-            if mmap:
-                try:
-                    flags = faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY
-                    index, mmapped = faiss.read_index(path, flags), True
-                except RuntimeError:
-                    index = None  # this index type cannot be mapped: read it instead
-            if index is None:
-                index = faiss.read_index(path)
-        except RuntimeError as err:
-            raise ModelFormatError(f"{path}: unreadable faiss index ({str(err).splitlines()[0]})") from None
-        if index.ntotal != model.n_items or index.d != model.dim + 1:
-            raise ModelFormatError(f"{path}: holds {index.ntotal} x {index.d - 1}, model is "
-                                   f"{model.n_items} x {model.dim}")
-        params = dict(e.get("params") or {})
-        n, s = model.n_items, int(params.get("norm_sample", NORM_SAMPLE))
-        sample = np.arange(n) if s >= n else np.sort(
-            np.random.default_rng(int(params.get("seed", 0))).choice(n, s, replace=False))
+        index, kind, params, sample, mmapped, fingerprint, path = read_index(
+            model_dir, model, kind, mmap, verify)
         self = cls(index, model, kind, params, sample, mmapped)
-        if e.get("fingerprint") != self._fingerprint():
+        if fingerprint != self._fingerprint():
             raise ModelFormatError(f"{path}: built from different item vectors than the model's")
         return self
