@@ -193,6 +193,27 @@ def test_selective_filter_falls_back_to_the_exact_answer():
     np.testing.assert_array_equal(logits, ex.logits)
 
 
+def test_filtered_ivf_search_widens_before_the_exact_fallback(clustered_ivf, monkeypatch):
+    """A filter that removes every list a user's search would probe: the search probes more
+    lists (rather than scanning the catalog exactly) and still returns the filter's best rows."""
+    m, idx = clustered_ivf
+    owner = _lists(idx.index)
+    centroids = idx.index.quantizer.reconstruct_n(0, idx.index.nlist)
+    fallbacks = []
+    exact = AnnIndex._exact
+    monkeypatch.setattr(AnnIndex, "_exact", lambda self, *a: fallbacks.append(1) or exact(self, *a))
+    recall = []
+    for u in m.user_embeddings[:20]:
+        near = np.argsort(-(centroids @ np.append(u, 1.0)))[:2 * idx.nprobe]
+        mask = ~np.isin(owner, near)
+        rows, _ = idx.search_filtered(u, 25, mask)
+        assert len(rows) == 25 and mask[rows].all()
+        truth = topk(u, m.item_table, 25, allowed=mask).items
+        recall.append(len(set(rows.tolist()) & set(truth.tolist())) / 25)
+    assert not fallbacks
+    assert np.mean(recall) >= 0.9
+
+
 def test_filter_arguments_are_checked():
     m = int_model(50, 3)
     idx = AnnIndex.build(m, "hnsw")

@@ -84,9 +84,12 @@ class AnnIndex:
     returned, and ``min(k, qualifying rows)`` rows always come back. ``exclude`` alone: the index
     is searched for ``k + len(exclude)`` rows and the excluded ones dropped. A mask passing at most
     ``GATHER_FRACTION`` of the catalog: exact top-K over the qualifying rows. A wider mask: faiss's
-    ``IDSelectorBitmap`` in the search parameters, so disallowed rows never enter the result; if
-    the search still returns fewer rows than qualify (a selective mask can starve the graph walk
-    or the probed lists), the exact ``rankcore.core.topk`` with the mask answers instead.
+    ``IDSelectorBitmap`` in the search parameters, so disallowed rows never enter the result. The
+    search is widened by ``N / qualifying`` (so as many qualifying rows are within reach as an
+    unfiltered search has) and then 4x at a time while it returns fewer rows than asked (the
+    lists nearest a user can hold no row of a filter that is far from the user's taste), up to
+    ``nlist / 8`` lists probed (ivf) or 16x ``ef_search`` (hnsw); past that the exact
+    ``rankcore.core.topk`` with the mask answers.
 
     Normaliser (:meth:`log_normalizer`): ``log sum_i exp(logit_i)`` over all N rows is estimated
     as the exact sum over the returned rows plus ``(N - T) / S'`` times the sum over the ``S'``
@@ -327,11 +330,20 @@ class AnnIndex:
             return self._gathered(q, want, np.flatnonzero(mask))
         bits = np.packbits(mask, bitorder="little")
         sel = _faiss().IDSelectorBitmap(n, _faiss().swig_ptr(bits))
-        rows = self._faiss_search(q, want, self._params(ef_search, nprobe, sel))
-        if int(np.count_nonzero(rows[0] >= 0)) < want:
-            return self._exact(q, k, mask, None)
-        rows, lg = self._ordered(q, rows)
-        return rows[0], lg[0]
+        base = self._params(ef_search, nprobe)
+        width = base.efSearch if self.kind == "hnsw" else base.nprobe
+        limit = max(width, self._nlist // 8) if self.kind == "ivf" else max(width, 16 * width)
+        # as many qualifying rows within reach as an unfiltered search has, then 4x wider
+        width = min(limit, int(width * n / qualifying))
+        while True:
+            p = self._params(width, None, sel) if self.kind == "hnsw" else self._params(None, width, sel)
+            rows = self._faiss_search(q, want, p)
+            if int(np.count_nonzero(rows[0] >= 0)) >= want:
+                rows, lg = self._ordered(q, rows)
+                return rows[0], lg[0]
+            if width >= limit:
+                return self._exact(q, k, mask, None)
+            width = min(limit, 4 * width)
 
     def _gathered(self, q, k, rows):
         lg = self._exact_logits(q, rows[None, :])[0]

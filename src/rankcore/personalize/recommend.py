@@ -42,6 +42,8 @@ _EMPTY_I64 = np.zeros(0, dtype=np.int64)
 _log = logging.getLogger("rankcore.recommend")
 #: model -> its loaded AnnIndex, or the reason it has none (a str); filled on first use.
 _ANN: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+#: model -> read-only ``arange(n_items)``: the rows a catalog filter evaluates (2M rows: 2 ms to make).
+_ROWS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
 def _ann_state(model):
@@ -138,7 +140,10 @@ def catalog_mask(campaign, filter, user_id, filter_values) -> np.ndarray:
     ``InvalidInputException``, as for ranking.
     """
     evaluate = campaign._resolve_filter(filter)
-    rows = np.arange(campaign.model.n_items, dtype=np.int64)
+    rows = _ROWS.get(campaign.model)
+    if rows is None or rows.size != campaign.model.n_items:
+        rows = _ROWS[campaign.model] = np.arange(campaign.model.n_items, dtype=np.int64)
+        rows.flags.writeable = False
     try:
         keep = evaluate(campaign.data, user_id, rows, filter_values or {})
     except PersonalizeError:
