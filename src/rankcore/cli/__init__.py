@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "newest 10%%, beside a popularity baseline.")
     configure_eval_parser(p)
 
-    p = sub.add_parser("index", help="build a faiss index (HNSW or IVF) for a saved model",
+    p = sub.add_parser("index", help="build a faiss index (IVF or HNSW) for a saved model",
                        description="Build an approximate-nearest-neighbour index over a saved "
                                    "model's item vectors (bias included) and store it beside the "
                                    "model (ann.<kind>.faissindex and ann.json).")
