@@ -20,7 +20,8 @@ import numpy as np
 
 from ..core import ItemTable, TopK, topk, topk_batch
 from ..errors import ModelFormatError
-from .ann_build import build_hnsw, build_ivf, default_nlist, default_nprobe
+from .ann_build import build_hnsw, build_ivf, default_nlist, default_nprobe, sample_rows
+from .ann_build import faiss_module as _faiss
 from .ann_store import NORM_SAMPLE, SIDECAR, read_index, save_index
 
 __all__ = ["AnnIndex", "EXACT_BELOW", "KINDS", "SIDECAR", "augment"]
@@ -33,11 +34,6 @@ KINDS = ("hnsw", "ivf")
 #: An ``allowed`` mask passing at most this share of the catalog is answered exactly over the
 #: qualifying rows alone (cheaper than a graph walk that must skip most of what it visits).
 GATHER_FRACTION = 1 / 32
-
-
-def _faiss():
-    import faiss  # optional extra "ann" (faiss-cpu); imported on first use only
-    return faiss
 
 
 def augment(embeddings: np.ndarray, bias) -> np.ndarray:
@@ -178,7 +174,7 @@ class AnnIndex:
         threads = _positive_int(threads, "threads")
         faiss = _faiss()
         table = model.item_table
-        n, d = table.n_items, table.dim
+        n = table.n_items
         vectors = augment(np.asarray(table.embeddings), table.bias)
         with _Threads(threads):
             if kind == "hnsw":
@@ -189,10 +185,8 @@ class AnnIndex:
                 nprobe = _positive_int(nprobe, "nprobe") or default_nprobe(nlist)
                 index = build_ivf(faiss, vectors, nlist, seed)
                 params = {"nlist": nlist, "nprobe": nprobe, "assign": "l2"}
-        sample = np.arange(n) if norm_sample >= n else np.sort(
-            np.random.default_rng(seed).choice(n, norm_sample, replace=False))
         params.update(norm_sample=norm_sample, seed=seed)
-        return cls(index, model, kind, params, sample)
+        return cls(index, model, kind, params, sample_rows(n, norm_sample, seed))
 
     # ----------------------------------------------------------------- search
     def _queries(self, queries) -> np.ndarray:

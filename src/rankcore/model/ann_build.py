@@ -19,7 +19,21 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["build_hnsw", "build_ivf", "default_nlist", "default_nprobe"]
+__all__ = ["build_hnsw", "build_ivf", "default_nlist", "default_nprobe", "faiss_module",
+           "sample_rows"]
+
+
+def faiss_module():
+    import faiss  # optional extra "ann" (faiss-cpu); imported on first use only
+    return faiss
+
+
+def sample_rows(n: int, size: int, seed: int) -> np.ndarray:
+    """The normaliser estimate's rows: ``size`` of ``n`` drawn without replacement by a generator
+    seeded with ``seed``, sorted (all rows when ``size >= n``). Build and load draw the same."""
+    if size >= n:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size, replace=False))
 
 
 def default_nlist(n: int) -> int:

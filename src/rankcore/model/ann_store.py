@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 import os
 
-import numpy as np
-
 from ..errors import ModelFormatError
+from .ann_build import faiss_module as _faiss
+from .ann_build import sample_rows
 from .storage import sha256_file
 
 __all__ = ["NORM_SAMPLE", "SIDECAR", "save_index", "read_index"]
@@ -21,11 +21,6 @@ NORM_SAMPLE = 8192
 #: Kind read when several are saved and none is asked for: the one that serves 2M-row catalogs
 #: within the latency target (``docs/performance.md``).
 PREFERRED = ("ivf", "hnsw")
-
-
-def _faiss():
-    import faiss  # optional extra "ann" (faiss-cpu); imported on first use only
-    return faiss
 
 
 def save_index(ann, model_dir) -> str:
@@ -111,7 +106,6 @@ def read_index(model_dir, model, kind, mmap: bool, verify: bool):
         raise ModelFormatError(f"{path}: holds {index.ntotal} x {index.d - 1}, model is "
                                f"{model.n_items} x {model.dim}")
     params = dict(e.get("params") or {})
-    n, s = model.n_items, int(params.get("norm_sample", NORM_SAMPLE))
-    sample = np.arange(n) if s >= n else np.sort(
-        np.random.default_rng(int(params.get("seed", 0))).choice(n, s, replace=False))
+    sample = sample_rows(model.n_items, int(params.get("norm_sample", NORM_SAMPLE)),
+                         int(params.get("seed", 0)))
     return index, kind, params, sample, mmapped, e.get("fingerprint"), path
